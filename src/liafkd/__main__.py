@@ -1,0 +1,5 @@
+import sys
+
+from liafkd.cli.main import main
+
+sys.exit(main())

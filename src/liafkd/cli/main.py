@@ -1,0 +1,46 @@
+"""`liafkd` entry point. Each sub-command lives in its own module under
+liafkd.cli and exposes `register(subparsers)`; the module's handler is set with
+`parser.set_defaults(func=...)` and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from liafkd import __version__
+
+# One line per command module; a new command is one module plus one line here.
+COMMAND_MODULES = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liafkd",
+        description="Distil large object detectors into small ones (LIAF-KD and rivals).",
+    )
+    parser.add_argument("--version", action="version", version=f"liafkd {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from liafkd.config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Experiment configuration: one YAML file per experiment, validated by pydantic.
+
+Every model forbids unknown keys; `load_config` turns pydantic's errors into
+messages that name the key's full path and the nearest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(StrictModel):
+    """Where the data is and how to read it.
+
+    format: coco | voc | yolo | kitti | synthetic.
+    root: the dataset folder (relative paths resolve against the config file).
+    split: a split name (VOC/KITTI ImageSets file stem, YOLO/COCO image folder name).
+    classes: the class names to train on, in order. Names not listed are unknown
+      (reported); `ignore_classes` are kept only for evaluation ignore rules
+      (e.g. KITTI Van for Car).
+    class_map: optional renames applied before matching, e.g. {"car": "Car"}.
+    ann_file: COCO JSON path (COCO only); relative to root.
+    policy: `drop` (default) drops and counts bad boxes; `strict` stops before
+      training with every problem listed.
+    """
+
+    format: Literal["coco", "voc", "yolo", "kitti", "synthetic"]
+    root: str
+    split: str = "train"
+    classes: list[str] | None = None
+    ignore_classes: list[str] = Field(default_factory=list)
+    class_map: dict[str, str] = Field(default_factory=dict)
+    ann_file: str | None = None
+    names_file: str | None = None  # YOLO class names yaml, relative to root
+    policy: Literal["drop", "strict"] = "drop"
+    min_box_size: float = 1.0  # boxes with a side below this (pixels) are degenerate
+    # synthetic only: generated on first use into `root` when absent
+    synth_images: int = 256
+    synth_seed: int = 0
+    synth_size: tuple[int, int] = (192, 320)  # height, width
+
+
+class AugmentConfig(StrictModel):
+    image_size: tuple[int, int] = (192, 320)  # longest-side target as (short, long)
+    multiscale: list[tuple[int, int]] = Field(default_factory=list)
+    hflip: float = 0.5
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    size_divisor: int = 32
+
+
+class DataConfig(StrictModel):
+    train: DatasetConfig
+    val: DatasetConfig
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    batch_size: int = 8
+    num_workers: int = 0
+
+
+class ModelConfig(StrictModel):
+    type: Literal["gfl"] = "gfl"
+    depth: Literal[18, 34, 50, 101] = 18
+    width: int = 64  # ResNet stem width; 64 is torchvision's, smaller for CPU models
+    pretrained: str | None = None  # local torchvision-format ResNet state dict
+    fpn_channels: int = 256
+    head_convs: int = 4
+    head_channels: int = 256
+    reg_max: int = 16
+    num_classes: int | None = None  # filled from the dataset's classes
+    strides: tuple[int, ...] = (8, 16, 32, 64, 128)
+    atss_topk: int = 9
+    score_thr: float = 0.05
+    nms_iou: float = 0.6
+    max_dets: int = 100
+    norm: Literal["gn", "bn"] = "gn"
+    frozen_stages: int = 1
+
+
+class OptimConfig(StrictModel):
+    type: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    grad_clip: float | None = 35.0
+
+
+class ScheduleConfig(StrictModel):
+    epochs: int = 12
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    policy: Literal["step", "cosine"] = "step"
+    steps: list[int] = Field(default_factory=lambda: [8, 11])  # epochs, for `step`
+    gamma: float = 0.1
+
+
+class TrainConfig(StrictModel):
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    seed: int = 0
+    val_interval: int = 1  # epochs
+    checkpoint_interval: int = 1  # epochs
+    max_steps: int | None = None  # stop early after this many optimizer steps (tests)
+    log_interval: int = 10
+    device: str = "auto"
+
+
+class ExperimentConfig(StrictModel):
+    name: str = "experiment"
+    output_dir: str = "runs/experiment"
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    # filled by `liafkd distill`; validated by liafkd.distill.config
+    distill: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> ExperimentConfig:
+        if self.data.train.classes and self.data.val.classes:
+            if self.data.train.classes != self.data.val.classes:
+                raise ValueError("data.train.classes and data.val.classes differ")
+        return self
+
+
+def _valid_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """The field names accepted at `path` inside `model`, for suggestions."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = _first_model(annotation)
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(
+    err: ValidationError, model: type[BaseModel], source: str
+) -> str:
+    """One line per problem: `source: key.path: message (did you mean 'x'?)`."""
+    lines = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        dotted = ".".join(str(p) for p in loc) or "<root>"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            candidates = _valid_keys(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), candidates, n=1, cutoff=0.5)
+            msg = "unknown key"
+            if close:
+                msg += f" (did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?)"
+            elif candidates:
+                msg += f" (valid keys here: {', '.join(candidates)})"
+        lines.append(f"{source}: {dotted}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a","b","c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: '{k}' is not a mapping")
+        node[keys[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config file not found") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def _resolve_dataset_paths(raw: dict[str, Any], base: Path) -> None:
+    for split in ("train", "val"):
+        ds = raw.get("data", {}).get(split)
+        if isinstance(ds, dict) and isinstance(ds.get("root"), str):
+            root = Path(ds["root"]).expanduser()
+            if not root.is_absolute():
+                ds["root"] = str((base / root).resolve())
+
+
+def validate(model: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, model, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override, resolve relative paths (against the config file) and validate."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    _resolve_dataset_paths(raw, path.parent.resolve())
+    if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
+        raw["output_dir"] = str(Path.cwd() / raw["output_dir"])
+    return validate(ExperimentConfig, raw, str(path))
+
+
+def load_dataset_config(path: str | Path) -> DatasetConfig:
+    """A standalone dataset YAML: either the block itself or `{dataset: {...}}`."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if "dataset" in raw and isinstance(raw["dataset"], dict):
+        raw = raw["dataset"]
+    if isinstance(raw.get("root"), str) and not Path(raw["root"]).is_absolute():
+        raw["root"] = str((path.parent.resolve() / raw["root"]).resolve())
+    return validate(DatasetConfig, raw, str(path))
