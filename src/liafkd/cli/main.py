@@ -12,6 +12,7 @@ from liafkd import __version__
 
 # One line per command module; a new command is one module plus one line here.
 COMMAND_MODULES = [
+    "liafkd.cli.train",
 ]
 
 

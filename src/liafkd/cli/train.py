@@ -1,0 +1,51 @@
+"""`liafkd train CONFIG`: train a detector from one YAML config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from liafkd.config import load_config
+
+
+def add_common_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config key, e.g. train.seed=1")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT",
+                        help="continue from CKPT, or from the newest checkpoint in output_dir")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a detector (the student alone, or a teacher)",
+        description="Train a detector from a YAML config. Writes checkpoints, metrics.jsonl, "
+        "best.pt, final.pt and summary.json under the config's output_dir.",
+    )
+    add_common_run_args(p)
+    p.set_defaults(func=run)
+
+
+def resolve_resume(arg: str | None, trainer) -> Path | None:
+    if arg is None:
+        return None
+    if arg == "latest":
+        latest = trainer.latest_checkpoint()
+        if latest is None:
+            print(f"no checkpoint in {trainer.ckpt_dir}; starting from scratch")
+        return latest
+    return Path(arg)
+
+
+def run(args: argparse.Namespace) -> int:
+    from liafkd.engine.build import build_student, load_indices
+    from liafkd.engine.trainer import DetectorTrainModule, Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    train_index, val_index = load_indices(cfg)
+    student = build_student(cfg.model, len(train_index.class_names))
+    trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)
+    summary = trainer.fit(resume=resolve_resume(args.resume, trainer))
+    print(f"done: {summary['final']} -> {cfg.output_dir}")
+    return 0

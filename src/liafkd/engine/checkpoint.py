@@ -1,0 +1,145 @@
+"""Checkpoints: written atomically, loaded safely, corruption reported clearly."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used, with what to do instead."""
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True; explain corrupt files and code-carrying pickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for bad files
+        text = str(e)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise CheckpointError(
+                f"{path}: refused: the file needs arbitrary code execution to load "
+                "(it pickles Python objects, not only tensors). liafkd loads checkpoints "
+                "with weights_only=True; re-save it as a plain state_dict."
+            ) from None
+        hint = ""
+        previous = previous_checkpoint(path)
+        if previous is not None:
+            hint = f" The previous checkpoint {previous} may be used instead (--resume {previous})."
+        raise CheckpointError(
+            f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {text[:200]}).{hint}"
+        ) from None
+
+
+def epoch_checkpoints(folder: Path) -> list[Path]:
+    """epoch_N.pt files in `folder`, oldest first."""
+    found = []
+    for p in folder.glob("epoch_*.pt"):
+        m = CHECKPOINT_PATTERN.search(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def previous_checkpoint(path: Path) -> Path | None:
+    older = [p for p in epoch_checkpoints(path.parent) if p != path]
+    m = CHECKPOINT_PATTERN.search(path.name)
+    if m:
+        n = int(m.group(1))
+        older = [p for p in older if int(CHECKPOINT_PATTERN.search(p.name).group(1)) < n]
+    return older[-1] if older else None
+
+
+def prune_checkpoints(folder: Path, keep: int = 2) -> None:
+    for p in epoch_checkpoints(folder)[:-keep]:
+        p.unlink(missing_ok=True)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def load_state_dict_reporting(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, strict: bool = True
+) -> tuple[list[str], list[str]]:
+    """load_state_dict with a readable error listing mismatched keys and shapes."""
+    own = module.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if strict and (missing or unexpected or mismatched):
+        lines = [f"{what}: the checkpoint does not match this architecture"]
+        for title, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        ):
+            if items:
+                shown = ", ".join(items[:20]) + (f" ... (+{len(items) - 20})" if len(items) > 20 else "")
+                lines.append(f"  {title} ({len(items)}): {shown}")
+        raise CheckpointError("\n".join(lines))
+    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    module.load_state_dict(usable, strict=False)
+    return missing, unexpected

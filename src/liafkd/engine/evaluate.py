@@ -1,0 +1,78 @@
+"""Run a detector over a dataset and score it with the metric of record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from liafkd.config import AugmentConfig
+from liafkd.data.records import DatasetIndex
+
+
+@torch.no_grad()
+def predict_dataset(
+    detector: nn.Module,
+    index: DatasetIndex,
+    aug: AugmentConfig,
+    device: torch.device,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Detections per image id, boxes in the original image's pixels (xyxy)."""
+    from liafkd.data.dataset import build_loader
+
+    loader = build_loader(index, aug, batch_size=batch_size, train=False, num_workers=0, seed=0)
+    was_training = detector.training
+    detector.eval()
+    results: dict[int, dict[str, torch.Tensor]] = {}
+    for images, targets, sizes in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        dets = detector.predict(images.to(device), sizes)
+        for det, target in zip(dets, targets, strict=True):
+            sy, sx = target["scale"]
+            h, w = target["orig_size"]
+            boxes = det["boxes"].cpu() / torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            results[int(target["image_id"])] = {
+                "boxes": boxes,
+                "scores": det["scores"].cpu(),
+                "labels": det["labels"].cpu(),
+            }
+    detector.train(was_training)
+    return results
+
+
+def to_coco_results(dets: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
+    """COCO results format; category ids are 1-based in class order (as to_coco_dict)."""
+    out = []
+    for image_id, det in dets.items():
+        for box, score, label in zip(
+            det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), strict=True
+        ):
+            x1, y1, x2, y2 = box
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(label) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(score),
+                }
+            )
+    return out
+
+
+def evaluate_detector(
+    detector: nn.Module,
+    index: DatasetIndex,
+    aug: AugmentConfig,
+    device: torch.device,
+    batch_size: int = 8,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """COCO metrics (pycocotools) and the detections in COCO results format."""
+    from liafkd.evaluation.coco import evaluate_coco
+
+    coco_dets = to_coco_results(predict_dataset(detector, index, aug, device, batch_size))
+    return evaluate_coco(index, coco_dets), coco_dets

@@ -1,0 +1,323 @@
+"""The training loop shared by `liafkd train` and `liafkd distill`.
+
+The loop trains a *train module*: an nn.Module whose forward(images, targets)
+returns a dict of named loss terms, and whose `student` attribute is the
+detector that is evaluated and saved. For plain training that is
+`DetectorTrainModule`; for distillation the distiller (which keeps the teacher
+out of its own parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from liafkd.config import ExperimentConfig
+from liafkd.data.records import DatasetIndex
+from liafkd.engine.checkpoint import (
+    epoch_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from liafkd.engine.evaluate import evaluate_detector
+from liafkd.engine.schedule import lr_factor
+
+
+class DetectorTrainModule(nn.Module):
+    """Plain training: the student's own detection losses."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        return self.student.forward_train(images, targets).losses
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps with a non-finite loss."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    o = cfg.train.optim
+    if o.type == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    best_metric: float = -1.0
+    nonfinite_total: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        train_module: nn.Module,
+        train_index: DatasetIndex,
+        val_index: DatasetIndex,
+        extra_meta: dict[str, Any] | None = None,
+        max_nonfinite: int = 5,
+    ) -> None:
+        from liafkd.data.dataset import build_loader
+
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        self.module = train_module.to(self.device)
+        self.train_index = train_index
+        self.val_index = val_index
+        self.out_dir = Path(cfg.output_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.extra_meta = extra_meta or {}
+        self.max_nonfinite = max_nonfinite
+        self.loader = build_loader(
+            train_index,
+            cfg.data.augment,
+            batch_size=cfg.data.batch_size,
+            train=True,
+            num_workers=cfg.data.num_workers,
+            seed=cfg.train.seed,
+        )
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg, trainable)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=cfg.train.amp == "fp16" and self.device.type == "cuda"
+        )
+        self.state = TrainState()
+
+    # --- persistence -------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {
+            "class_names": list(self.train_index.class_names),
+            "model_cfg": self.cfg.model.model_dump(mode="json"),
+            **self.extra_meta,
+        }
+
+    def student_state(self) -> dict[str, Tensor]:
+        return self.module.student.state_dict()
+
+    def distiller_state(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self.module.state_dict().items() if not k.startswith("student.")}
+
+    def save(self, path: Path, full: bool = True) -> None:
+        ckpt: dict[str, Any] = {"model": self.student_state(), "meta": self.meta()}
+        if full:
+            ckpt.update(
+                distiller=self.distiller_state(),
+                optimizer=self.optimizer.state_dict(),
+                scaler=self.scaler.state_dict(),
+                epoch=self.state.epoch,
+                step=self.state.step,
+                best_metric=self.state.best_metric,
+                nonfinite_total=self.state.nonfinite_total,
+                history=json.dumps(self.state.history),
+                rng=rng_state(),
+            )
+        save_atomic(ckpt, path)
+
+    def latest_checkpoint(self) -> Path | None:
+        found = epoch_checkpoints(self.ckpt_dir)
+        return found[-1] if found else None
+
+    def resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.module.student.load_state_dict(ckpt["model"])
+        self.module.load_state_dict({**ckpt["distiller"], **_prefixed(ckpt["model"])}, strict=True)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(
+            epoch=int(ckpt["epoch"]),
+            step=int(ckpt["step"]),
+            best_metric=float(ckpt["best_metric"]),
+            nonfinite_total=int(ckpt["nonfinite_total"]),
+            history=json.loads(ckpt["history"]),
+        )
+        set_rng_state(ckpt["rng"])
+        print(f"resumed from {path} (epoch {self.state.epoch}, step {self.state.step})")
+
+    # --- the loop ----------------------------------------------------------------
+    def log(self, record: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with (self.out_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def set_lr(self) -> float:
+        factor = lr_factor(self.state.step, len(self.loader), self.cfg.train.schedule)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        return self.optimizer.param_groups[0]["lr"]
+
+    def autocast(self):
+        amp = self.cfg.train.amp
+        if amp == "none":
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def train_step(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, float] | None:
+        """One optimizer step; returns the loss terms, or None when skipped."""
+        lr = self.set_lr()
+        with self.autocast():
+            terms = self.module(images, targets)
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            self._nonfinite_in_row += 1
+            self.state.nonfinite_total += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            if self._nonfinite_in_row >= self.max_nonfinite:
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                ids = [int(t["image_id"]) for t in targets]
+                raise NonFiniteLossError(
+                    f"{self._nonfinite_in_row} steps in a row with a non-finite loss "
+                    f"(step {self.state.step}): terms {values}, image ids {ids}"
+                )
+            return None
+        self._nonfinite_in_row = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        clip = self.cfg.train.optim.grad_clip
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], clip
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.state.step += 1
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values["loss"] = float(loss.detach())
+        values["lr"] = lr
+        return values
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.module.train()
+        if hasattr(self.loader.sampler, "set_epoch"):
+            self.loader.sampler.set_epoch(epoch)
+        if hasattr(self.loader, "generator") and self.loader.generator is not None:
+            self.loader.generator.manual_seed(self.cfg.train.seed + epoch)
+        sums: dict[str, float] = defaultdict(float)
+        count = 0
+        self._nonfinite_in_row = 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.schedule.epochs}",
+                   dynamic_ncols=True, leave=False)
+        tic = time.perf_counter()
+        seen = 0
+        for images, targets, _sizes in bar:
+            images = images.to(self.device, non_blocking=True)
+            targets = [_to_device(t, self.device) for t in targets]
+            values = self.train_step(images, targets)
+            seen += images.shape[0]
+            if values is None:
+                continue
+            count += 1
+            for k, v in values.items():
+                sums[k] += v
+            img_s = seen / max(1e-9, time.perf_counter() - tic)
+            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2e}",
+                            img_s=f"{img_s:.1f}")
+            if self.state.step % self.cfg.train.log_interval == 0:
+                self.log({"type": "train", "epoch": epoch + 1, "step": self.state.step,
+                          "img_s": img_s, **values})
+            if self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps:
+                break
+        bar.close()
+        means = {k: v / max(1, count) for k, v in sums.items()}
+        means["epoch_time_s"] = time.perf_counter() - tic
+        means["img_s"] = seen / max(1e-9, means["epoch_time_s"])
+        return means
+
+    def validate(self) -> dict[str, Any]:
+        metrics, _ = evaluate_detector(
+            self.module.student, self.val_index, self.cfg.data.augment, self.device,
+            batch_size=self.cfg.data.batch_size,
+        )
+        return metrics
+
+    def fit(self, resume: Path | None = None) -> dict[str, Any]:
+        seed_everything(self.cfg.train.seed)
+        if resume is not None:
+            self.resume(resume)
+        sched = self.cfg.train.schedule
+        last_val: dict[str, Any] = {}
+        for epoch in range(self.state.epoch, sched.epochs):
+            train_means = self.train_epoch(epoch)
+            self.state.epoch = epoch + 1
+            record: dict[str, Any] = {"type": "epoch", "epoch": epoch + 1, **train_means}
+            done = (epoch + 1 == sched.epochs) or bool(
+                self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps
+            )
+            if (epoch + 1) % self.cfg.train.val_interval == 0 or done:
+                last_val = self.validate()
+                record["val"] = _scalar_metrics(last_val)
+                if last_val["AP"] > self.state.best_metric:
+                    self.state.best_metric = last_val["AP"]
+                    self.save(self.out_dir / "best.pt", full=False)
+            self.state.history.append(record)
+            self.log(record)
+            _print_epoch(record)
+            if (epoch + 1) % self.cfg.train.checkpoint_interval == 0 or done:
+                self.save(self.ckpt_dir / f"epoch_{epoch + 1}.pt")
+                prune_checkpoints(self.ckpt_dir, keep=2)
+            if done:
+                break
+        self.save(self.out_dir / "final.pt", full=False)
+        summary = {"final": _scalar_metrics(last_val) if last_val else {},
+                   "best_AP": self.state.best_metric, "steps": self.state.step,
+                   "nonfinite_steps": self.state.nonfinite_total}
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def _prefixed(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"student.{k}": v for k, v in state.items()}
+
+
+def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in target.items()}
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)} | (
+        {"per_class": metrics["per_class"]} if "per_class" in metrics else {}
+    )
+
+
+def _print_epoch(record: dict[str, Any]) -> None:
+    parts = [f"epoch {record['epoch']}", f"loss {record.get('loss', float('nan')):.4f}",
+             f"{record['img_s']:.1f} img/s"]
+    if "val" in record:
+        v = record["val"]
+        parts.append(f"val AP {v.get('AP', 0):.4f} AP50 {v.get('AP50', 0):.4f}")
+    print(" | ".join(parts), flush=True)
