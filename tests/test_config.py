@@ -1,0 +1,43 @@
+import pytest
+
+from liafkd.config import ConfigError, load_config
+
+BASE = """
+name: t
+data:
+  train: {format: synthetic, root: data/synth, split: train}
+  val: {format: synthetic, root: data/synth, split: val}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_relative_root_resolves_against_config_file(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.data.train.root == str((tmp_path / "data/synth").resolve())
+
+
+def test_unknown_key_names_path_and_nearest_name(tmp_path):
+    path = write(tmp_path, BASE + "train:\n  optim:\n    lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train\.optim\.lrr: unknown key \(did you mean 'train\.optim\.lr'\?\)"):
+        load_config(path)
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = write(tmp_path, BASE + "train:\n  seed: abc\n")
+    with pytest.raises(ConfigError, match=r"train\.seed: Input should be a valid integer"):
+        load_config(path)
+
+
+def test_set_override_parses_yaml_values(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["train.seed=7", "model.depth=34", "train.amp=bf16"])
+    assert (cfg.train.seed, cfg.model.depth, cfg.train.amp) == (7, 34, "bf16")
+
+
+def test_unknown_top_level_key_lists_valid_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"zzz: unknown key \(valid keys here: name, output_dir"):
+        load_config(write(tmp_path, BASE + "zzz: 1\n"))
