@@ -45,6 +45,7 @@ class DatasetConfig(StrictModel):
     class_map: dict[str, str] = Field(default_factory=dict)
     ann_file: str | None = None
     names_file: str | None = None  # YOLO class names yaml, relative to root
+    labels_dir: str | None = None  # YOLO: folder with <split>/ label dirs, default root/labels
     policy: Literal["drop", "strict"] = "drop"
     min_box_size: float = 1.0  # boxes with a side below this (pixels) are degenerate
     # synthetic only: generated on first use into `root` when absent
