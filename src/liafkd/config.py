@@ -114,6 +114,8 @@ class TrainConfig(StrictModel):
     seed: int = 0
     val_interval: int = 1  # epochs
     checkpoint_interval: int = 1  # epochs
+    checkpoint_steps: int | None = None  # also checkpoint every N optimizer steps
+    max_nonfinite: int = 5  # consecutive non-finite-loss steps (each skipped) before stopping
     max_steps: int | None = None  # stop early after this many optimizer steps (tests)
     log_interval: int = 10
     device: str = "auto"
@@ -161,9 +163,7 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def format_validation_error(
-    err: ValidationError, model: type[BaseModel], source: str
-) -> str:
+def format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
     """One line per problem: `source: key.path: message (did you mean 'x'?)`."""
     lines = []
     for item in err.errors():

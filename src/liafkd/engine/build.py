@@ -20,8 +20,10 @@ def load_index(ds_cfg: DatasetConfig, what: str) -> DatasetIndex:
         kinds = Counter(p.kind for p in index.problems)
         dropped = sum(p.dropped for p in index.problems)
         summary = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
-        print(f"{what}: {len(index.problems)} data problems ({summary}); {dropped} dropped. "
-              f"Run `liafkd data check` for the full list.")
+        print(
+            f"{what}: {len(index.problems)} data problems ({summary}); {dropped} dropped. "
+            f"Run `liafkd data check` for the full list."
+        )
     if not index.records:
         raise ValueError(f"{what}: the dataset at {ds_cfg.root} (split {ds_cfg.split}) is empty")
     return index

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)\.pt$")
+# epoch_E.pt after epoch E; epoch_E_iter_I.pt after I batches of epoch E (mid-epoch)
+CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)(?:_iter_(\d+))?\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -53,22 +54,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
 
 
+def checkpoint_order(path: Path) -> tuple[int, float] | None:
+    """Sort key (epoch, batches done; inf at epoch end), or None for other files."""
+    m = CHECKPOINT_PATTERN.search(path.name)
+    if not m:
+        return None
+    return int(m.group(1)), float(m.group(2)) if m.group(2) else float("inf")
+
+
 def epoch_checkpoints(folder: Path) -> list[Path]:
-    """epoch_N.pt files in `folder`, oldest first."""
-    found = []
-    for p in folder.glob("epoch_*.pt"):
-        m = CHECKPOINT_PATTERN.search(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
+    """Training checkpoints in `folder`, oldest first."""
+    found = [(checkpoint_order(p), p) for p in folder.glob("epoch_*.pt")]
+    return [p for key, p in sorted(f for f in found if f[0] is not None)]
 
 
 def previous_checkpoint(path: Path) -> Path | None:
+    key = checkpoint_order(path)
     older = [p for p in epoch_checkpoints(path.parent) if p != path]
-    m = CHECKPOINT_PATTERN.search(path.name)
-    if m:
-        n = int(m.group(1))
-        older = [p for p in older if int(CHECKPOINT_PATTERN.search(p.name).group(1)) < n]
+    if key is not None:
+        older = [p for p in older if checkpoint_order(p) < key]
     return older[-1] if older else None
 
 
@@ -137,7 +141,9 @@ def load_state_dict_reporting(
             ("shape mismatches", mismatched),
         ):
             if items:
-                shown = ", ".join(items[:20]) + (f" ... (+{len(items) - 20})" if len(items) > 20 else "")
+                shown = ", ".join(items[:20]) + (
+                    f" ... (+{len(items) - 20})" if len(items) > 20 else ""
+                )
                 lines.append(f"  {title} ({len(items)}): {shown}")
         raise CheckpointError("\n".join(lines))
     usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from liafkd.engine.checkpoint import (
     set_rng_state,
 )
 from liafkd.engine.evaluate import evaluate_detector
+from liafkd.engine.sampler import ResumableSampler
 from liafkd.engine.schedule import lr_factor
 
 
@@ -50,6 +52,15 @@ class DetectorTrainModule(nn.Module):
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps with a non-finite loss."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT arrived; a checkpoint was written after the current step."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by signal {signum}; resume with --resume {checkpoint}")
+        self.signum = signum
+        self.checkpoint = checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +86,7 @@ def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.
 class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps completed
+    batches_in_epoch: int = 0  # batches consumed of the epoch in progress
     best_metric: float = -1.0
     nonfinite_total: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -88,7 +100,6 @@ class Trainer:
         train_index: DatasetIndex,
         val_index: DatasetIndex,
         extra_meta: dict[str, Any] | None = None,
-        max_nonfinite: int = 5,
     ) -> None:
         from liafkd.data.dataset import build_loader
 
@@ -100,7 +111,7 @@ class Trainer:
         self.out_dir = Path(cfg.output_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.extra_meta = extra_meta or {}
-        self.max_nonfinite = max_nonfinite
+        self.sampler = ResumableSampler(len(train_index.records), seed=cfg.train.seed)
         self.loader = build_loader(
             train_index,
             cfg.data.augment,
@@ -108,6 +119,7 @@ class Trainer:
             train=True,
             num_workers=cfg.data.num_workers,
             seed=cfg.train.seed,
+            sampler=self.sampler,
         )
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg, trainable)
@@ -116,6 +128,8 @@ class Trainer:
             self.device.type, enabled=cfg.train.amp == "fp16" and self.device.type == "cuda"
         )
         self.state = TrainState()
+        self._stop_signal: int | None = None
+        self._nonfinite_in_row = 0
 
     # --- persistence -------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -140,6 +154,7 @@ class Trainer:
                 scaler=self.scaler.state_dict(),
                 epoch=self.state.epoch,
                 step=self.state.step,
+                batches_in_epoch=self.state.batches_in_epoch,
                 best_metric=self.state.best_metric,
                 nonfinite_total=self.state.nonfinite_total,
                 history=json.dumps(self.state.history),
@@ -160,6 +175,7 @@ class Trainer:
         self.state = TrainState(
             epoch=int(ckpt["epoch"]),
             step=int(ckpt["step"]),
+            batches_in_epoch=int(ckpt["batches_in_epoch"]),
             best_metric=float(ckpt["best_metric"]),
             nonfinite_total=int(ckpt["nonfinite_total"]),
             history=json.loads(ckpt["history"]),
@@ -186,7 +202,9 @@ class Trainer:
         dtype = torch.bfloat16 if amp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def train_step(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, float] | None:
+    def train_step(
+        self, images: Tensor, targets: list[dict[str, Tensor]]
+    ) -> dict[str, float] | None:
         """One optimizer step; returns the loss terms, or None when skipped."""
         lr = self.set_lr()
         with self.autocast():
@@ -196,7 +214,7 @@ class Trainer:
             self._nonfinite_in_row += 1
             self.state.nonfinite_total += 1
             self.optimizer.zero_grad(set_to_none=True)
-            if self._nonfinite_in_row >= self.max_nonfinite:
+            if self._nonfinite_in_row >= self.cfg.train.max_nonfinite:
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 ids = [int(t["image_id"]) for t in targets]
                 raise NonFiniteLossError(
@@ -221,63 +239,107 @@ class Trainer:
         values["lr"] = lr
         return values
 
+    def mid_epoch_checkpoint(self, epoch: int) -> Path:
+        path = self.ckpt_dir / f"epoch_{epoch + 1}_iter_{self.state.batches_in_epoch}.pt"
+        self.save(path)
+        prune_checkpoints(self.ckpt_dir, keep=2)
+        return path
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Run (the rest of) epoch `epoch` (0-based)."""
         self.module.train()
-        if hasattr(self.loader.sampler, "set_epoch"):
-            self.loader.sampler.set_epoch(epoch)
-        if hasattr(self.loader, "generator") and self.loader.generator is not None:
-            self.loader.generator.manual_seed(self.cfg.train.seed + epoch)
+        self.sampler.set_epoch(epoch)
+        self.sampler.set_start(self.state.batches_in_epoch * self.cfg.data.batch_size)
         sums: dict[str, float] = defaultdict(float)
         count = 0
         self._nonfinite_in_row = 0
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.schedule.epochs}",
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {epoch + 1}/{self.cfg.train.schedule.epochs}",
+            dynamic_ncols=True,
+            leave=False,
+        )
         tic = time.perf_counter()
         seen = 0
+        ckpt_steps = self.cfg.train.checkpoint_steps
         for images, targets, _sizes in bar:
             images = images.to(self.device, non_blocking=True)
             targets = [_to_device(t, self.device) for t in targets]
             values = self.train_step(images, targets)
+            self.state.batches_in_epoch += 1
             seen += images.shape[0]
-            if values is None:
-                continue
-            count += 1
-            for k, v in values.items():
-                sums[k] += v
-            img_s = seen / max(1e-9, time.perf_counter() - tic)
-            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2e}",
-                            img_s=f"{img_s:.1f}")
-            if self.state.step % self.cfg.train.log_interval == 0:
-                self.log({"type": "train", "epoch": epoch + 1, "step": self.state.step,
-                          "img_s": img_s, **values})
-            if self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps:
+            if values is not None:
+                count += 1
+                for k, v in values.items():
+                    sums[k] += v
+                img_s = seen / max(1e-9, time.perf_counter() - tic)
+                bar.set_postfix(
+                    loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2e}", img_s=f"{img_s:.1f}"
+                )
+                if self.state.step % self.cfg.train.log_interval == 0:
+                    self.log(
+                        {
+                            "type": "train",
+                            "epoch": epoch + 1,
+                            "step": self.state.step,
+                            "img_s": img_s,
+                            **values,
+                        }
+                    )
+            if self._stop_signal is not None:
+                bar.close()
+                raise TrainingInterrupted(self._stop_signal, self.mid_epoch_checkpoint(epoch))
+            if self.reached_max_steps():
                 break
+            if ckpt_steps and self.state.step % ckpt_steps == 0 and values is not None:
+                self.mid_epoch_checkpoint(epoch)
         bar.close()
+        self.state.batches_in_epoch = 0
         means = {k: v / max(1, count) for k, v in sums.items()}
         means["epoch_time_s"] = time.perf_counter() - tic
         means["img_s"] = seen / max(1e-9, means["epoch_time_s"])
         return means
 
+    def reached_max_steps(self) -> bool:
+        return bool(self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps)
+
     def validate(self) -> dict[str, Any]:
         metrics, _ = evaluate_detector(
-            self.module.student, self.val_index, self.cfg.data.augment, self.device,
+            self.module.student,
+            self.val_index,
+            self.cfg.data.augment,
+            self.device,
             batch_size=self.cfg.data.batch_size,
         )
         return metrics
 
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        print(f"\nsignal {signum}: finishing this step, then writing a checkpoint", flush=True)
+        self._stop_signal = signum
+
     def fit(self, resume: Path | None = None) -> dict[str, Any]:
+        """Train to the end of the schedule. Raises TrainingInterrupted on SIGTERM/SIGINT
+        after writing a checkpoint."""
         seed_everything(self.cfg.train.seed)
         if resume is not None:
             self.resume(resume)
+        handlers = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            return self._fit()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _fit(self) -> dict[str, Any]:
         sched = self.cfg.train.schedule
         last_val: dict[str, Any] = {}
         for epoch in range(self.state.epoch, sched.epochs):
             train_means = self.train_epoch(epoch)
             self.state.epoch = epoch + 1
             record: dict[str, Any] = {"type": "epoch", "epoch": epoch + 1, **train_means}
-            done = (epoch + 1 == sched.epochs) or bool(
-                self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps
-            )
+            done = epoch + 1 == sched.epochs or self.reached_max_steps()
             if (epoch + 1) % self.cfg.train.val_interval == 0 or done:
                 last_val = self.validate()
                 record["val"] = _scalar_metrics(last_val)
@@ -293,9 +355,12 @@ class Trainer:
             if done:
                 break
         self.save(self.out_dir / "final.pt", full=False)
-        summary = {"final": _scalar_metrics(last_val) if last_val else {},
-                   "best_AP": self.state.best_metric, "steps": self.state.step,
-                   "nonfinite_steps": self.state.nonfinite_total}
+        summary = {
+            "final": _scalar_metrics(last_val) if last_val else {},
+            "best_AP": self.state.best_metric,
+            "steps": self.state.step,
+            "nonfinite_steps": self.state.nonfinite_total,
+        }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -309,14 +374,17 @@ def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)} | (
-        {"per_class": metrics["per_class"]} if "per_class" in metrics else {}
-    )
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)
+    } | ({"per_class": metrics["per_class"]} if "per_class" in metrics else {})
 
 
 def _print_epoch(record: dict[str, Any]) -> None:
-    parts = [f"epoch {record['epoch']}", f"loss {record.get('loss', float('nan')):.4f}",
-             f"{record['img_s']:.1f} img/s"]
+    parts = [
+        f"epoch {record['epoch']}",
+        f"loss {record.get('loss', float('nan')):.4f}",
+        f"{record['img_s']:.1f} img/s",
+    ]
     if "val" in record:
         v = record["val"]
         parts.append(f"val AP {v.get('AP', 0):.4f} AP50 {v.get('AP50', 0):.4f}")
