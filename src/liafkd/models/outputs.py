@@ -26,7 +26,9 @@ class HeadOutputs:
     box_dists: list[Tensor]
 
     def detach(self) -> HeadOutputs:
-        return HeadOutputs([t.detach() for t in self.cls_logits], [t.detach() for t in self.box_dists])
+        return HeadOutputs(
+            [t.detach() for t in self.cls_logits], [t.detach() for t in self.box_dists]
+        )
 
     def flat_cls(self) -> Tensor:
         """[B, L, K] over all locations."""
