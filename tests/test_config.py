@@ -23,7 +23,9 @@ def test_relative_root_resolves_against_config_file(tmp_path):
 
 def test_unknown_key_names_path_and_nearest_name(tmp_path):
     path = write(tmp_path, BASE + "train:\n  optim:\n    lrr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"train\.optim\.lrr: unknown key \(did you mean 'train\.optim\.lr'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"train\.optim\.lrr: unknown key \(did you mean 'train\.optim\.lr'\?\)"
+    ):
         load_config(path)
 
 

@@ -10,10 +10,22 @@ from liafkd.config import load_config
 
 def add_common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config key, e.g. train.seed=1")
-    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CKPT",
-                        help="continue from CKPT, or from the newest checkpoint in output_dir")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.seed=1",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="CKPT",
+        help="continue from CKPT, or from the newest checkpoint in output_dir",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
