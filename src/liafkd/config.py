@@ -88,6 +88,7 @@ class ModelConfig(StrictModel):
     max_dets: int = 100
     norm: Literal["gn", "bn"] = "gn"
     frozen_stages: int = 1
+    norm_eval: bool = False  # keep all backbone BatchNorms in eval mode (pretrained backbones)
 
 
 class OptimConfig(StrictModel):
