@@ -12,6 +12,8 @@ from liafkd import __version__
 
 # One line per command module; a new command is one module plus one line here.
 COMMAND_MODULES = [
+    "liafkd.cli.data",
+    "liafkd.cli.evaluate",
     "liafkd.cli.train",
 ]
 

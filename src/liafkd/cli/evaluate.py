@@ -1,0 +1,67 @@
+"""`liafkd eval`: COCO metrics of a detections file against a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from liafkd.config import load_dataset_config
+from liafkd.data.formats import enforce_policy, read_dataset
+from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="COCO AP of detections (--dataset with --results)",
+        description="liafkd eval --dataset DATASET_CONFIG --results DETECTIONS.json: "
+        "COCO AP, AP50, AP75, APs, APm, APl and per-class AP of a COCO results file "
+        "(category_id 1-based in the dataset's class order).",
+    )
+    parser.add_argument("config", nargs="?", metavar="CONFIG", help="experiment YAML")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="model checkpoint to evaluate")
+    parser.add_argument("--dataset", metavar="DATASET_CONFIG", help="dataset YAML")
+    parser.add_argument("--results", metavar="DETECTIONS.json", help="COCO results file")
+    parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    parser.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    if args.config or args.checkpoint:
+        return _evaluate_checkpoint(args)
+    if not (args.dataset and args.results):
+        print("error: liafkd eval needs --dataset and --results", file=sys.stderr)
+        return 2
+    return _evaluate_results(args)
+
+
+def _evaluate_checkpoint(args: argparse.Namespace) -> int:
+    print(
+        "error: `liafkd eval CONFIG --checkpoint CKPT` is not available yet; "
+        "use --dataset DATASET_CONFIG --results DETECTIONS.json",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _evaluate_results(args: argparse.Namespace) -> int:
+    cfg = load_dataset_config(args.dataset)
+    index = read_dataset(cfg)
+    enforce_policy(index, cfg)
+    try:
+        detections = load_detections(args.results)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        metrics = evaluate_coco(index, detections)
+    except ValueError as e:
+        print(f"error: {args.results}: {e}", file=sys.stderr)
+        return 2
+    print(format_coco_table(metrics))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0

@@ -1,0 +1,53 @@
+"""Write a `DatasetIndex` in another format (COCO JSON for now)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from liafkd.data.records import DatasetIndex, ImageRecord
+
+# Enough for sub-pixel exactness while keeping float32 noise out of the JSON.
+DECIMALS = 4
+
+
+def _annotation(record: ImageRecord, i: int, annotation_id: int) -> dict[str, Any]:
+    x1, y1, x2, y2 = (float(v) for v in record.boxes_xyxy[i])
+    width, height = x2 - x1, y2 - y1
+    annotation: dict[str, Any] = {
+        "id": annotation_id,
+        "image_id": record.image_id,
+        "category_id": int(record.labels[i]) + 1,
+        "bbox": [round(v, DECIMALS) for v in (x1, y1, width, height)],
+        "area": round(width * height, DECIMALS),
+        "iscrowd": int(bool(record.attrs["iscrowd"][i])) if "iscrowd" in record.attrs else 0,
+    }
+    for name, values in record.attrs.items():
+        if name != "iscrowd":
+            annotation[name] = values[i].item()
+    return annotation
+
+
+def to_coco_dict(index: DatasetIndex) -> dict[str, Any]:
+    """COCO JSON of the index: category ids are 1-based in class order, annotation
+    ids count from 1, file names stay absolute, and per-instance attributes other
+    than iscrowd (truncated, occluded, alpha, difficult) are extra annotation fields.
+    Ignore boxes are left out."""
+    images = [
+        {"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height}
+        for r in index.records
+    ]
+    annotations: list[dict[str, Any]] = []
+    for record in index.records:
+        for i in range(record.num_instances):
+            annotations.append(_annotation(record, i, len(annotations) + 1))
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(index.class_names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def write_coco_json(index: DatasetIndex, out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(to_coco_dict(index)))
+    return out_path
