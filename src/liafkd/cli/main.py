@@ -14,6 +14,7 @@ from liafkd import __version__
 COMMAND_MODULES = [
     "liafkd.cli.data",
     "liafkd.cli.evaluate",
+    "liafkd.cli.kitti_eval",
     "liafkd.cli.train",
 ]
 
