@@ -1,0 +1,178 @@
+"""The one interface every distillation method implements, on plain tensors.
+
+A method never sees the detector: the `Distiller` (distiller.py) gathers what the
+method declares in `needs`, adapts the student's FPN features to the teacher's
+channels and calls `method(inputs)`, which returns named, already-weighted loss
+terms that the engine adds to the student's detection loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from liafkd.models.outputs import AssignResult, HeadOutputs, InstanceState
+
+# What a method may ask the distiller for. "det_grads" costs one extra autograd pass
+# (the detection loss's gradient w.r.t. the student's FPN features).
+KNOWN_NEEDS = frozenset({"feats", "head", "assign", "instances", "det_grads"})
+
+
+@dataclass
+class DistillInputs:
+    """Everything a method may use for one batch.
+
+    images_shape: (H, W) of the padded batch, input pixels.
+    targets: per image {"boxes": float [N_i, 4] xyxy input pixels, "labels": int64 [N_i]}.
+      The batch-wide instance order (image 0's boxes, then image 1's, ...) is the order
+      of AssignResult.gt_index and of InstanceState.
+    teacher_feats: P3.. teacher FPN features [B, C_t, H_l, W_l], detached.
+    student_feats: student FPN features adapted to C_t channels, with graph.
+    strides: stride of each level, input pixels.
+    teacher_head / student_head: raw head outputs (teacher detached).
+    student_assign: the student's location -> instance assignment.
+    teacher_instances / student_instances: per-instance learning state (detached).
+    det_grads: dL_det/dF_S of the student's detection loss w.r.t. its raw FPN features,
+      mapped through the adapters' linear part (see Adapters.map_gradients), so that
+      its inner product with a gradient taken w.r.t. the adapted features equals the
+      chain-rule inner product on the raw features. Only when a method needs it.
+    """
+
+    images_shape: tuple[int, int]
+    targets: list[dict[str, Tensor]]
+    teacher_feats: list[Tensor]
+    student_feats: list[Tensor]
+    strides: list[int]
+    teacher_head: HeadOutputs | None = None
+    student_head: HeadOutputs | None = None
+    student_assign: AssignResult | None = None
+    teacher_instances: InstanceState | None = None
+    student_instances: InstanceState | None = None
+    det_grads: list[Tensor] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.targets)
+
+    def all_boxes(self) -> Tensor:
+        """[N, 4] every GT box of the batch, batch-wide instance order."""
+        ref = self.teacher_feats[0]
+        boxes = [t["boxes"].to(device=ref.device, dtype=torch.float32) for t in self.targets]
+        return torch.cat(boxes) if boxes else ref.new_zeros((0, 4))
+
+    def all_labels(self) -> Tensor:
+        ref = self.teacher_feats[0]
+        labels = [t["labels"].to(device=ref.device, dtype=torch.int64) for t in self.targets]
+        return torch.cat(labels) if labels else ref.new_zeros((0,), dtype=torch.int64)
+
+    def image_index(self) -> Tensor:
+        """[N] the image (within the batch) each instance belongs to."""
+        counts = torch.tensor([len(t["boxes"]) for t in self.targets], dtype=torch.int64)
+        index = torch.repeat_interleave(torch.arange(len(self.targets)), counts)
+        return index.to(self.teacher_feats[0].device)
+
+    def require(self, *names: str) -> None:
+        """Clear error when a method is called without an input it declared."""
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"DistillInputs is missing {', '.join(missing)}")
+
+
+class DistillMethod(nn.Module):
+    """Base class: subclasses set `needs` and implement `forward`.
+
+    forward(inputs) -> {"loss_<method>_<term>": scalar tensor, already weighted}.
+    stats() -> instance-weight statistics accumulated since reset_stats().
+    instance_records() -> per-instance rows of the latest forward (for dumps).
+    """
+
+    needs: frozenset[str] = frozenset()
+
+    def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def reset_stats(self) -> None:
+        return None
+
+    def instance_records(self) -> list[dict]:
+        return []
+
+
+class NoDistill(DistillMethod):
+    """`none`: the student trains on its detection loss alone."""
+
+    def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
+        return {}
+
+
+@dataclass
+class WeightLog:
+    """Instance weights seen since the last reset, and the latest batch's instances."""
+
+    weights: list[Tensor] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
+    entropy_ratios: list[float] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+    def record(self, inputs: DistillInputs, weights: Tensor, extra: dict[str, Tensor]) -> None:
+        """Store the batch's weights; `extra` holds further [N] columns for the dump."""
+        weights = weights.detach().float().cpu()
+        if weights.numel() == 0:
+            self.records = []
+            return
+        self.weights.append(weights)
+        probs = weights / weights.sum()
+        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
+        self.entropies.append(entropy)
+        if weights.numel() > 1:
+            self.entropy_ratios.append(entropy / math.log(weights.numel()))
+        self.records = _instance_rows(inputs, weights, extra)
+
+    def summary(self) -> dict[str, float]:
+        if not self.weights:
+            return {}
+        all_w = torch.cat(self.weights)
+        out = {
+            "weight_mean": float(all_w.mean()),
+            "weight_std": float(all_w.std(unbiased=False)),
+            "weight_min": float(all_w.min()),
+            "weight_max": float(all_w.max()),
+            "weight_entropy": sum(self.entropies) / len(self.entropies),
+            "num_instances": float(all_w.numel()),
+        }
+        if self.entropy_ratios:
+            out["weight_entropy_ratio"] = sum(self.entropy_ratios) / len(self.entropy_ratios)
+        return out
+
+    def reset(self) -> None:
+        self.weights.clear()
+        self.entropies.clear()
+        self.entropy_ratios.clear()
+
+
+def _instance_rows(inputs: DistillInputs, weights: Tensor, extra: dict[str, Tensor]) -> list[dict]:
+    boxes = inputs.all_boxes().detach().cpu()
+    labels = inputs.all_labels().cpu()
+    images = inputs.image_index().cpu()
+    sizes = (
+        (boxes[:, 2] - boxes[:, 0]).clamp_min(0) * (boxes[:, 3] - boxes[:, 1]).clamp_min(0)
+    ).sqrt()
+    columns = {k: v.detach().float().cpu() for k, v in extra.items()}
+    rows = []
+    for i in range(weights.numel()):
+        row = {
+            "image": int(images[i]),
+            "box": [round(float(v), 2) for v in boxes[i]],
+            "label": int(labels[i]),
+            "size": float(sizes[i]),
+            "weight": float(weights[i]),
+        }
+        row.update({k: float(v[i]) for k, v in columns.items()})
+        rows.append(row)
+    return rows

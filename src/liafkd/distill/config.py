@@ -1,0 +1,123 @@
+"""The `distill:` block of an experiment config.
+
+    distill:
+      method: liaf            # none | mimic | fgd | aid | ld | liaf | liaf+ld
+      teacher: {config: teacher.yaml, checkpoint: teacher.pth}
+      liaf: {alpha_fg: 0.001, selector: {objective: joint, lam: 0.5}}
+
+Only the block of the chosen method is used (`liaf+ld` uses `liaf` and `ld`); every
+block has defaults. Unknown keys fail with their full path, e.g.
+`exp.yaml: distill.liaf.selector.lamb: unknown key (did you mean 'distill.liaf.selector.lam'?)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from liafkd.config import ConfigError, StrictModel, validate
+
+MethodName = Literal["none", "mimic", "fgd", "aid", "ld", "liaf", "liaf+ld"]
+
+
+class TeacherConfig(StrictModel):
+    config: str  # the teacher's experiment YAML (its `model` block builds the detector)
+    checkpoint: str  # its trained weights (torch.load with weights_only=True)
+
+
+class MimicConfig(StrictModel):
+    weight: float = Field(default=1.0, ge=0)
+
+
+class FGDConfig(StrictModel):
+    """FGD's RetinaNet/GFL defaults."""
+
+    alpha_fg: float = Field(default=1e-3, ge=0)
+    beta_bg: float = Field(default=5e-4, ge=0)
+    gamma_att: float = Field(default=5e-4, ge=0)
+    lambda_global: float = Field(default=5e-6, ge=0)
+    temperature: float = Field(default=0.5, gt=0)
+    gaussian_masks: bool = False
+
+
+class AIDConfig(FGDConfig):
+    weight_temperature: float = Field(default=1.0, gt=0)  # T in w = N softmax(-L_T / T)
+
+
+class LDConfig(StrictModel):
+    """MMDetection LD defaults."""
+
+    weight: float = Field(default=0.25, ge=0)
+    temperature: float = Field(default=10.0, gt=0)
+    score_weighting: bool = True  # weight each location by the student's max class score
+
+
+class SelectorConfig(StrictModel):
+    objective: Literal["joint", "adversarial", "aligned"] = "joint"
+    lam: float = Field(default=0.5, ge=0, le=1)  # weights stay >= 1 - lam
+    tau_w: float = Field(default=1.0, gt=0)  # softmax temperature of the weights
+    width: int = Field(default=64, ge=1)  # embedding / hidden width of g
+    entropy_beta: float = Field(default=0.01, ge=0)  # beta * sum p log p
+    grl_scale: float = Field(default=1.0, ge=0)  # adversarial: reversed-gradient scale
+    align_weight: float = Field(default=1.0, ge=0)  # aligned: weight of the ranking loss
+    align_tau: float = Field(default=1.0, gt=0)  # aligned: temperature on standardised r
+    canonical_size: float = Field(default=224.0, gt=0)  # FPN level mapper's box size
+    roi_size: int = Field(default=7, ge=1)
+
+
+class LIAFConfig(StrictModel):
+    alpha_fg: float = Field(default=1e-3, ge=0)
+    beta_bg: float = Field(default=5e-4, ge=0)
+    gamma_att: float = Field(default=5e-4, ge=0)
+    delta_global: float = Field(default=0.0, ge=0)
+    temperature: float = Field(default=0.5, gt=0)
+    gaussian_masks: bool = False
+    selector: SelectorConfig = Field(default_factory=SelectorConfig)
+
+
+class DistillConfig(StrictModel):
+    method: MethodName
+    teacher: TeacherConfig | None = None
+    mimic: MimicConfig = Field(default_factory=MimicConfig)
+    fgd: FGDConfig = Field(default_factory=FGDConfig)
+    aid: AIDConfig = Field(default_factory=AIDConfig)
+    ld: LDConfig = Field(default_factory=LDConfig)
+    liaf: LIAFConfig = Field(default_factory=LIAFConfig)
+
+    @model_validator(mode="after")
+    def _teacher_needed(self) -> DistillConfig:
+        if self.method != "none" and self.teacher is None:
+            raise ValueError(f"method '{self.method}' needs a `teacher` block (config, checkpoint)")
+        return self
+
+
+class _DistillSection(StrictModel):
+    """Wrapper so that error paths start with `distill.`."""
+
+    distill: DistillConfig
+
+
+def load_distill_config(
+    raw: dict[str, Any] | None, source: str, base_dir: str | Path | None = None
+) -> DistillConfig:
+    """Validate the `distill:` mapping of `source`; relative teacher paths resolve
+    against `base_dir` (the experiment config's folder) when given."""
+    if raw is None:
+        raise ConfigError(f"{source}: distill: missing (set at least `method`)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: distill: must be a mapping")
+    cfg = validate(_DistillSection, {"distill": raw}, source).distill
+    if cfg.teacher is not None and base_dir is not None:
+        base = Path(base_dir)
+        cfg.teacher = TeacherConfig(
+            config=str(_resolve(cfg.teacher.config, base)),
+            checkpoint=str(_resolve(cfg.teacher.checkpoint, base)),
+        )
+    return cfg
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()

@@ -1,0 +1,119 @@
+"""Distiller: the training-only module that holds the adapters and the method.
+
+Per step the engine runs the student (with graph) and the frozen teacher (eval mode,
+under torch.no_grad) through `forward_train` on the same batch, then:
+
+    losses = distiller(student_out, teacher_out, targets, images_shape, strides,
+                       det_loss=sum(student_out.losses.values()))  # det_loss: aligned only
+    total = sum(student_out.losses.values()) + sum(losses.values())
+
+`distiller.parameters()` (adapters, GcBlocks, selector) train with the student's
+optimizer; none of it is part of the exported student.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from liafkd.distill.adapters import Adapters
+from liafkd.distill.base import KNOWN_NEEDS, DistillInputs, DistillMethod
+from liafkd.distill.config import DistillConfig
+from liafkd.distill.registry import build_method
+from liafkd.models.outputs import DetectorOutput, InstanceState
+
+
+class Distiller(nn.Module):
+    def __init__(
+        self, method: DistillMethod, student_channels: int, teacher_channels: int, num_levels: int
+    ) -> None:
+        super().__init__()
+        unknown = method.needs - KNOWN_NEEDS
+        if unknown:
+            raise ValueError(f"{type(method).__name__} needs unknown inputs {sorted(unknown)}")
+        self.method = method
+        self.adapters: Adapters | None = None
+        if "feats" in method.needs:
+            self.adapters = Adapters(student_channels, teacher_channels, num_levels)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return self.method.needs
+
+    def build_inputs(
+        self,
+        student: DetectorOutput,
+        teacher: DetectorOutput,
+        targets: list[dict[str, Tensor]],
+        images_shape: tuple[int, int],
+        strides: list[int],
+        det_loss: Tensor | None = None,
+    ) -> DistillInputs:
+        needs = self.needs
+        teacher_feats = [f.detach() for f in teacher.feats]
+        student_feats = self.adapters(student.feats) if self.adapters is not None else student.feats
+        inputs = DistillInputs(
+            images_shape=tuple(images_shape),
+            targets=targets,
+            teacher_feats=teacher_feats,
+            student_feats=student_feats,
+            strides=list(strides),
+        )
+        if "head" in needs:
+            inputs.teacher_head = teacher.head.detach()
+            inputs.student_head = student.head
+        if "assign" in needs:
+            inputs.student_assign = student.assign
+        if "instances" in needs:
+            inputs.teacher_instances = _detached_state(teacher.instances)
+            inputs.student_instances = _detached_state(student.instances)
+        if "det_grads" in needs:
+            inputs.det_grads = self._det_grads(student.feats, det_loss)
+        return inputs
+
+    def _det_grads(self, feats: list[Tensor], det_loss: Tensor | None) -> list[Tensor]:
+        """dL_det / dF_S (raw student features), mapped through the adapters."""
+        if det_loss is None:
+            raise ValueError("this method needs det_loss (the student's detection loss)")
+        grads = torch.autograd.grad(det_loss, feats, retain_graph=True, allow_unused=True)
+        grads = [
+            torch.zeros_like(f) if g is None else g.detach()
+            for f, g in zip(feats, grads, strict=True)
+        ]
+        return self.adapters.map_gradients(grads) if self.adapters is not None else grads
+
+    def forward(
+        self,
+        student: DetectorOutput,
+        teacher: DetectorOutput,
+        targets: list[dict[str, Tensor]],
+        images_shape: tuple[int, int],
+        strides: list[int],
+        det_loss: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        if not self.needs:
+            return {}
+        inputs = self.build_inputs(student, teacher, targets, images_shape, strides, det_loss)
+        return self.method(inputs)
+
+    def stats(self) -> dict[str, float]:
+        return self.method.stats()
+
+    def reset_stats(self) -> None:
+        self.method.reset_stats()
+
+    def instance_records(self) -> list[dict]:
+        return self.method.instance_records()
+
+
+def _detached_state(state: InstanceState) -> InstanceState:
+    return InstanceState(
+        loss=state.loss.detach(), quality=state.quality.detach(), num_pos=state.num_pos
+    )
+
+
+def build_distiller(
+    cfg: DistillConfig, student_channels: int, teacher_channels: int, num_levels: int
+) -> Distiller:
+    method = build_method(cfg, teacher_channels, num_levels)
+    return Distiller(method, student_channels, teacher_channels, num_levels)

@@ -1,0 +1,164 @@
+"""LIAF-KD: FGD-style focal imitation with learned per-instance weights.
+
+    L = alpha * sum_i w_i * L_fg_i + beta_bg * bg + gamma * att (+ delta * glb)
+        + beta_entropy * sum_i p_i log p_i (+ align_weight * L_align, `aligned` only)
+        (+ sum over LD positives of w_{instance of p} * LD_p, `liaf+ld` only)
+L_fg_i, bg, att, glb as in fgd.py; w_i, p_i from the selector (selector.py).
+
+How the selector learns (`objective`):
+  joint        w_i carries the selector's graph: it is trained on the same total loss
+               (which alone would favour instances with small imitation loss; the
+               entropy term resists collapse).
+  adversarial  a gradient-reversal layer sits between the logits and the weights, so
+               the selector maximises the weighted imitation loss while the student
+               minimises it; the entropy term is computed before the reversal.
+  aligned      the weights are detached; the selector is pulled (ListNet KL) toward the
+               ranking of r_i = -<dL_det/dF_S, dL_fg_i/dF_S> (needs det_grads).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from liafkd.distill.base import DistillInputs, WeightLog
+from liafkd.distill.fgd import FocalImitation, build_level_masks, fg_bg_losses, instance_losses
+from liafkd.distill.ld import LocalizationDistillation
+from liafkd.distill.masks import LevelMasks
+from liafkd.distill.selector import (
+    InstanceSelector,
+    alignment_scores,
+    build_descriptors,
+    entropy_term,
+    grad_reverse,
+    instance_weights,
+    listwise_alignment_loss,
+)
+
+Objective = Literal["joint", "adversarial", "aligned"]
+
+
+class LIAF(FocalImitation):
+    def __init__(
+        self,
+        channels: int,
+        num_levels: int,
+        alpha_fg: float = 1e-3,
+        beta_bg: float = 5e-4,
+        gamma_att: float = 5e-4,
+        delta_global: float = 0.0,
+        temperature: float = 0.5,
+        gaussian_masks: bool = False,
+        lam: float = 0.5,
+        tau_w: float = 1.0,
+        width: int = 64,
+        objective: Objective = "joint",
+        entropy_beta: float = 0.01,
+        grl_scale: float = 1.0,
+        align_weight: float = 1.0,
+        align_tau: float = 1.0,
+        canonical_size: float = 224.0,
+        roi_size: int = 7,
+        ld: LocalizationDistillation | None = None,
+    ) -> None:
+        super().__init__(channels, num_levels, temperature, gaussian_masks, delta_global > 0)
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"selector lam must be in [0, 1], got {lam}")
+        self.alpha_fg = alpha_fg
+        self.beta_bg = beta_bg
+        self.gamma_att = gamma_att
+        self.delta_global = delta_global
+        self.lam = lam
+        self.tau_w = tau_w
+        self.objective = objective
+        self.entropy_beta = entropy_beta
+        self.grl_scale = grl_scale
+        self.align_weight = align_weight
+        self.align_tau = align_tau
+        self.canonical_size = canonical_size
+        self.roi_size = roi_size
+        self.selector = InstanceSelector(channels, width)
+        self.ld = ld
+        needs = {"feats", "instances"}
+        if objective == "aligned":
+            needs.add("det_grads")
+        if ld is not None:
+            needs |= {"head", "assign"}
+        self.needs = frozenset(needs)
+        self.weight_log = WeightLog()
+
+    def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
+        masks = build_level_masks(inputs, self.gaussian_masks)
+        errors = self.level_errors(inputs)
+        _, bg = fg_bg_losses(errors, masks, inputs.batch_size)
+        per_instance = instance_losses(errors, masks, inputs.batch_size)
+        weights, selector_terms = self._select(inputs, masks, per_instance)
+        losses = {
+            "loss_liaf_fg": self.alpha_fg * (weights * per_instance).sum(),
+            "loss_liaf_bg": self.beta_bg * bg,
+            "loss_liaf_att": self.gamma_att * self.attention_term(inputs),
+        }
+        if self.delta_global > 0:
+            losses["loss_liaf_global"] = self.delta_global * self.global_term(inputs)
+        losses.update(selector_terms)
+        if self.ld is not None:
+            losses["loss_liaf_ld"] = self.ld.loss(inputs, self._location_weights(inputs, weights))
+        return losses
+
+    def _select(
+        self, inputs: DistillInputs, masks: list[LevelMasks], per_instance: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Weights for the imitation terms and the selector's own loss terms."""
+        zero = per_instance.new_zeros(())
+        terms = {"loss_liaf_entropy": zero}
+        if self.objective == "aligned":
+            terms["loss_liaf_align"] = zero
+        if per_instance.numel() == 0:
+            self.weight_log.record(inputs, per_instance.detach(), {})
+            return per_instance.new_zeros(0), terms
+        desc = build_descriptors(inputs, self.canonical_size, self.roi_size)
+        if desc.teacher.shape[0] != per_instance.numel():
+            raise ValueError(
+                f"LIAF: {desc.teacher.shape[0]} instance states for {per_instance.numel()} boxes"
+            )
+        logits = self.selector(desc)
+        terms["loss_liaf_entropy"] = self.entropy_beta * entropy_term(logits, self.tau_w)
+        extra = {
+            "logit": logits,
+            "level": desc.levels,
+            "fg_loss": per_instance,
+            "teacher_loss": inputs.teacher_instances.loss,
+            "student_loss": inputs.student_instances.loss,
+        }
+        if self.objective == "joint":
+            weights = instance_weights(logits, self.lam, self.tau_w)
+        elif self.objective == "adversarial":
+            weights = instance_weights(grad_reverse(logits, self.grl_scale), self.lam, self.tau_w)
+        else:
+            weights = instance_weights(logits.detach(), self.lam, self.tau_w)
+            scores = alignment_scores(inputs, masks, self.temperature)
+            terms["loss_liaf_align"] = self.align_weight * listwise_alignment_loss(
+                logits, scores, self.tau_w, self.align_tau
+            )
+            extra["alignment"] = scores
+        self.weight_log.record(inputs, weights, extra)
+        return weights, terms
+
+    @staticmethod
+    def _location_weights(inputs: DistillInputs, weights: Tensor) -> Tensor:
+        """[B, L] the weight of the instance each location is assigned to (1 elsewhere)."""
+        inputs.require("student_assign")
+        gt_index = inputs.student_assign.gt_index
+        padded = torch.cat([weights, weights.new_ones(1)])
+        return padded[torch.where(gt_index >= 0, gt_index, weights.numel())]
+
+    def stats(self) -> dict[str, float]:
+        return self.weight_log.summary()
+
+    def reset_stats(self) -> None:
+        self.weight_log.reset()
+
+    def instance_records(self) -> list[dict]:
+        return self.weight_log.records

@@ -1,0 +1,115 @@
+"""GT instance masks on an FPN level's grid.
+
+Cell (x, y) of a level with stride s covers input pixels [x*s, (x+1)*s) x [y*s, (y+1)*s).
+A cell belongs to a box when its centre ((x + 0.5) * s, (y + 0.5) * s) lies in the
+half-open box [x1, x2) x [y1, y2), so two boxes that share an edge never share a
+cell. Along an axis where the box's extent contains no cell centre (thinner than a
+cell), it takes the cell holding its centre, so a tiny box covers one cell and every
+instance reaches every level. Ranges are clipped to the grid.
+
+Each instance's mask is scale-normalised to sum to 1 on every level: 1 / (h_il * w_il)
+over its h_il x w_il covered cells (box masks), or a Gaussian over the same cells
+divided by its sum (Gaussian masks, sigma = box side / 6, at least half a stride).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class LevelMasks:
+    """Masks of one level for a batch.
+
+    instance: [N, H, W] per-instance normalised masks (batch-wide instance order).
+    image_index: [N] image of each instance.
+    fg: [B, H, W] FGD foreground mask: max over the image's instances of `instance`.
+    bg: [B, H, W] 1 / (number of uncovered cells) on cells no instance covers, else 0.
+    """
+
+    instance: Tensor
+    image_index: Tensor
+    fg: Tensor
+    bg: Tensor
+
+
+def _axis_ranges(lo: Tensor, hi: Tensor, stride: float, size: int) -> tuple[Tensor, Tensor]:
+    """Half-open cell ranges [start, end) along one axis for intervals [lo, hi)."""
+    start = torch.ceil(lo / stride - 0.5).clamp(0, size).long()
+    end = torch.ceil(hi / stride - 0.5).clamp(0, size).long()
+    centre_cell = torch.floor((lo + hi) / (2 * stride)).clamp(0, size - 1).long()
+    empty = end <= start
+    start = torch.where(empty, centre_cell, start)
+    end = torch.where(empty, centre_cell + 1, end)
+    return start, end
+
+
+def box_cell_ranges(
+    boxes: Tensor, stride: float, height: int, width: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x_start, x_end, y_start, y_end), half-open, each [N] int64, never empty."""
+    boxes = boxes.float()
+    x0, x1 = _axis_ranges(boxes[:, 0], boxes[:, 2], stride, width)
+    y0, y1 = _axis_ranges(boxes[:, 1], boxes[:, 3], stride, height)
+    return x0, x1, y0, y1
+
+
+def box_regions(boxes: Tensor, stride: float, height: int, width: int) -> Tensor:
+    """[N, H, W] bool: the cells each box covers."""
+    x0, x1, y0, y1 = box_cell_ranges(boxes, stride, height, width)
+    xs = torch.arange(width, device=boxes.device)
+    ys = torch.arange(height, device=boxes.device)
+    in_x = (xs[None, :] >= x0[:, None]) & (xs[None, :] < x1[:, None])
+    in_y = (ys[None, :] >= y0[:, None]) & (ys[None, :] < y1[:, None])
+    return in_y[:, :, None] & in_x[:, None, :]
+
+
+def _gaussian_values(boxes: Tensor, stride: float, height: int, width: int) -> Tensor:
+    """[N, H, W] unnormalised Gaussian centred on each box, on cell centres."""
+    boxes = boxes.float()
+    centres_x = (torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    centres_y = (torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    box_cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    box_cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    sigma_x = ((boxes[:, 2] - boxes[:, 0]) / 6).clamp_min(stride / 2)
+    sigma_y = ((boxes[:, 3] - boxes[:, 1]) / 6).clamp_min(stride / 2)
+    gx = ((centres_x[None, :] - box_cx[:, None]) / sigma_x[:, None]) ** 2
+    gy = ((centres_y[None, :] - box_cy[:, None]) / sigma_y[:, None]) ** 2
+    return torch.exp(-0.5 * (gy[:, :, None] + gx[:, None, :]))
+
+
+def instance_masks(
+    boxes: Tensor, stride: float, height: int, width: int, gaussian: bool = False
+) -> Tensor:
+    """[N, H, W] float masks, each summing to 1 over the cells its box covers."""
+    regions = box_regions(boxes, stride, height, width).float()
+    if gaussian:
+        values = _gaussian_values(boxes, stride, height, width) * regions
+    else:
+        values = regions
+    return values / values.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+
+
+def level_masks(
+    boxes: Tensor,
+    image_index: Tensor,
+    batch_size: int,
+    stride: float,
+    height: int,
+    width: int,
+    gaussian: bool = False,
+) -> LevelMasks:
+    """All masks of one level. `boxes` [N, 4] and `image_index` [N] cover the batch."""
+    inst = instance_masks(boxes, stride, height, width, gaussian)
+    covered_by = box_regions(boxes, stride, height, width).float()
+    fg = inst.new_zeros((batch_size, height, width))
+    covered = inst.new_zeros((batch_size, height, width))
+    if boxes.shape[0]:
+        fg.index_reduce_(0, image_index, inst, "amax")
+        covered.index_reduce_(0, image_index, covered_by, "amax")
+    background = 1.0 - covered
+    count = background.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
+    return LevelMasks(instance=inst, image_index=image_index, fg=fg, bg=background / count)
