@@ -61,3 +61,56 @@ def weighted_error(student, teacher, tau):
         ]
         for y in range(h)
     ]
+
+
+def focal_terms(inputs, tau=0.5):
+    """(fg, bg, per_instance) of FGD-style imitation, by loops over levels/images/cells."""
+    fg = bg = 0.0
+    n_total = sum(len(t["boxes"]) for t in inputs.targets)
+    per_instance = [0.0] * n_total
+    batch = len(inputs.targets)
+    for s_feat, t_feat, stride in zip(
+        inputs.student_feats, inputs.teacher_feats, inputs.strides, strict=True
+    ):
+        h, w = t_feat.shape[2], t_feat.shape[3]
+        n = 0
+        for b in range(batch):
+            err = weighted_error(s_feat[b].tolist(), t_feat[b].tolist(), tau)
+            masks = [cell_mask(box, stride, h, w) for box in inputs.targets[b]["boxes"].tolist()]
+            for m in masks:
+                per_instance[n] += sum(m[y][x] * err[y][x] for y in range(h) for x in range(w))
+                n += 1
+            fg_mask = [
+                [max([m[y][x] for m in masks], default=0.0) for x in range(w)] for y in range(h)
+            ]
+            free = [(y, x) for y in range(h) for x in range(w) if fg_mask[y][x] == 0]
+            fg += sum(fg_mask[y][x] * err[y][x] for y in range(h) for x in range(w))
+            bg += sum(err[y][x] for y, x in free) / max(len(free), 1)
+    return fg / batch, bg / batch, [v / batch for v in per_instance]
+
+
+def attention_term(inputs, tau=0.5):
+    total = 0.0
+    for s_feat, t_feat in zip(inputs.student_feats, inputs.teacher_feats, strict=True):
+        for b in range(s_feat.shape[0]):
+            s, t = s_feat[b].tolist(), t_feat[b].tolist()
+            ss, ts = spatial_attention(s, tau), spatial_attention(t, tau)
+            total += sum(
+                abs(a - c)
+                for rs, rt in zip(ss, ts, strict=True)
+                for a, c in zip(rs, rt, strict=True)
+            )
+            total += sum(
+                abs(a - c)
+                for a, c in zip(channel_attention(s, tau), channel_attention(t, tau), strict=True)
+            )
+    return total / s_feat.shape[0]
+
+
+def plain_global_term(inputs):
+    """Global loss while the GcBlocks are still the identity: sum (S - T)^2 / B."""
+    total = 0.0
+    for s_feat, t_feat in zip(inputs.student_feats, inputs.teacher_feats, strict=True):
+        s, t = s_feat.flatten().tolist(), t_feat.flatten().tolist()
+        total += sum((a - c) ** 2 for a, c in zip(s, t, strict=True))
+    return total / inputs.student_feats[0].shape[0]
