@@ -179,7 +179,9 @@ def read_coco(cfg: DatasetConfig) -> DatasetIndex:
     if not path.is_file():
         raise DatasetError(f"{path}: COCO annotation file not found")
     problems: list[Problem] = []
-    data = _load_json(path, problems) or {}
+    data = _load_json(path, problems)
+    if data is None:
+        return assemble_index([], cfg.classes or [], cfg, [], problems)
     categories = _read_categories(_section(data, "categories", path, problems), path, problems)
     images: dict[int, RawImage] = {}
     known_image_ids: set[int] = set()
