@@ -116,8 +116,9 @@ class LIAF(FocalImitation):
         if self.objective == "aligned":
             terms["loss_liaf_align"] = zero
         if per_instance.numel() == 0:
-            self.weight_log.record(inputs, per_instance.detach(), {})
-            return per_instance.new_zeros(0), terms
+            weights = per_instance.new_zeros(0)
+            self.weight_log.record(inputs, weights, {})
+            return weights, terms
         desc = build_descriptors(inputs, self.canonical_size, self.roi_size)
         if desc.teacher.shape[0] != per_instance.numel():
             raise ValueError(
