@@ -3,6 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dataset_fixtures import make_yolo, write_image, write_text, write_truncated_image
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liafkd.config import DatasetConfig, load_dataset_config
 from liafkd.data.formats import DatasetError, read_dataset
@@ -114,3 +116,25 @@ def test_coco128_reads_all_images(shared_data, split):
         assert dropped == ["000000000656", "000000000659"]
     else:
         assert empty == [] and dropped == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(  # sides of at least 2 px on the 100x50 image
+    boxes=st.lists(
+        st.tuples(st.integers(0, 2), st.floats(0.1, 0.9), st.floats(0.1, 0.9),
+                  st.floats(0.02, 0.2), st.floats(0.04, 0.2)),
+        max_size=6,
+    )
+)  # fmt: skip
+def test_yolo_boxes_property(tmp_path_factory, boxes):
+    root = tmp_path_factory.mktemp("yolo")
+    text = "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in boxes)
+    index = read_dataset(yolo_cfg(make_yolo(root, {"a": text}, ["x", "y", "z"])))
+    (record,) = index.records
+    expected = [[(cx - w / 2) * 100, (cy - h / 2) * 50, (cx + w / 2) * 100, (cy + h / 2) * 50]
+                for _, cx, cy, w, h in boxes]  # fmt: skip
+    np.testing.assert_allclose(
+        record.boxes_xyxy.reshape(-1, 4), np.reshape(expected, (-1, 4)), atol=1e-3
+    )
+    assert record.labels.tolist() == [c for c, *_ in boxes]
+    assert [p.kind for p in index.problems] == ([] if boxes else ["no_objects"])

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liafkd.cli.main import main
 from liafkd.data.records import DatasetIndex, ImageRecord
@@ -207,3 +209,34 @@ def test_eval_cli_on_bccd_perfect_detections(shared_data, tmp_path, capsys):
     metrics = json.loads(out.read_text())
     assert metrics["AP"] == pytest.approx(1.0)
     assert set(metrics["per_class"]) == {"RBC", "WBC", "Platelets"}
+
+
+@st.composite
+def random_ground_truth(draw) -> DatasetIndex:
+    records = []
+    for image_id in range(1, draw(st.integers(1, 3)) + 1):
+        boxes = []
+        for _ in range(draw(st.integers(0, 8))):
+            x1, y1 = draw(st.floats(0, 500)), draw(st.floats(0, 400))
+            boxes.append([x1, y1, x1 + draw(st.floats(2, 140)), y1 + draw(st.floats(2, 80))])
+        labels = draw(st.lists(st.integers(0, 2), min_size=len(boxes), max_size=len(boxes)))
+        records.append(record(image_id, boxes, labels))
+    return DatasetIndex(records, ["a", "b", "c"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(gt=random_ground_truth(), data=st.data())
+def test_metric_properties(gt, data):
+    exact = perfect(gt)
+    for det in exact:
+        det["score"] = data.draw(st.floats(0.01, 1.0))
+    metrics = evaluate_coco(gt, exact)
+    defined = [metrics[n] for n in ("AP", "AP50", "AP75", "APs", "APm", "APl")]
+    defined += list(metrics["per_class"].values())
+    assert all(v == pytest.approx(1.0) for v in defined if v is not None)
+    assert (metrics["AP"] is None) == (len(exact) == 0)
+    kept = data.draw(st.lists(st.booleans(), min_size=len(exact), max_size=len(exact)))
+    partial = evaluate_coco(gt, [d for d, keep in zip(exact, kept, strict=True) if keep])
+    if partial["AP"] is not None:
+        assert 0.0 <= partial["AP"] <= 1.0
+        assert (partial["AP"] == pytest.approx(1.0)) == all(kept)
