@@ -108,8 +108,9 @@ def level_masks(
     fg = inst.new_zeros((batch_size, height, width))
     covered = inst.new_zeros((batch_size, height, width))
     if boxes.shape[0]:
-        fg.index_reduce_(0, image_index, inst, "amax")
-        covered.index_reduce_(0, image_index, covered_by, "amax")
+        index = image_index[:, None, None].expand_as(inst)
+        fg.scatter_reduce_(0, index, inst, "amax")
+        covered.scatter_reduce_(0, index, covered_by, "amax")
     background = 1.0 - covered
     count = background.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)
     return LevelMasks(instance=inst, image_index=image_index, fg=fg, bg=background / count)
