@@ -135,6 +135,9 @@ class WeightLog:
         self.records = _instance_rows(inputs, weights, extra)
 
     def summary(self) -> dict[str, float]:
+        """weight_mean/std/min/max over every instance seen; weight_entropy: mean over
+        batches of the entropy (nats) of w / sum(w); weight_entropy_ratio: the same
+        divided by log N (1 = uniform weights)."""
         if not self.weights:
             return {}
         all_w = torch.cat(self.weights)
