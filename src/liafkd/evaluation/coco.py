@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from liafkd.data.convert import to_coco_dict
+from liafkd.data.formats.common import is_finite_number
 from liafkd.data.records import DatasetIndex
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
@@ -39,10 +39,6 @@ def _coco_api(dataset: dict[str, Any]) -> COCO:
     return coco
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def check_detections(
     detections: list[dict[str, Any]], image_ids: set[int], category_ids: set[int]
 ) -> None:
@@ -52,9 +48,11 @@ def check_detections(
         if not isinstance(det, dict):
             raise ValueError(f"{where}: expected an object, got {type(det).__name__}")
         bbox = det.get("bbox")
-        if not (isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_is_number, bbox))):
+        if not (
+            isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(is_finite_number, bbox))
+        ):
             raise ValueError(f"{where}: `bbox` must be 4 finite numbers [x, y, w, h]")
-        if not _is_number(det.get("score")):
+        if not is_finite_number(det.get("score")):
             raise ValueError(f"{where}: `score` must be a finite number")
         image_id, category_id = det.get("image_id"), det.get("category_id")
         if not isinstance(image_id, int) or image_id not in image_ids:

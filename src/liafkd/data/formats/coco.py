@@ -11,7 +11,6 @@ them (as `liafkd data convert --to coco` writes them). Image ids are kept.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from liafkd.data.formats.common import (
     RawImage,
     RawObject,
     assemble_index,
+    is_finite_number,
     mapped_names,
     probe_image,
     resolve_under_root,
@@ -33,10 +33,6 @@ EXTRA_ATTRS = ("truncated", "occluded", "alpha", "difficult")
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _invalid(problems: list[Problem], location: str, message: str) -> None:
@@ -119,7 +115,7 @@ def _annotation_attrs(item: dict[str, Any]) -> dict[str, float]:
     attrs = {"iscrowd": float(iscrowd)}
     for name in EXTRA_ATTRS:
         if name in item:
-            if not _is_number(item[name]) and not isinstance(item[name], bool):
+            if not is_finite_number(item[name]) and not isinstance(item[name], bool):
                 raise ValueError(f"`{name}` must be a number, got {item[name]!r}")
             attrs[name] = float(item[name])
     return attrs
@@ -134,7 +130,7 @@ def _parse_annotation(item: Any, categories: dict[int, str]) -> tuple[int, RawOb
     if not _is_int(item.get("category_id")):
         raise ValueError(f"`category_id` must be an integer, got {item.get('category_id')!r}")
     bbox = item.get("bbox")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
         raise ValueError(f"`bbox` must be 4 finite numbers [x, y, w, h], got {bbox!r}")
     x, y, w, h = (float(v) for v in bbox)
     name = categories.get(item["category_id"], f"<category id {item['category_id']}>")

@@ -104,6 +104,11 @@ def probe_image(
     return int(width), int(height)
 
 
+def is_finite_number(value: object) -> bool:
+    """A JSON number that is finite (bools are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def parse_finite(text: str) -> float:
     """float(text), rejecting nan and inf (ValueError)."""
     value = float(text)
