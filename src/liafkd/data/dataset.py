@@ -1,0 +1,191 @@
+"""Detection dataset over a `DatasetIndex`, its collate function and the loader builder.
+
+One sample is {"image": float CHW tensor, "target": dict} with target keys
+- "boxes": float32 [N, 4] xyxy in transformed pixels; "labels": int64 [N];
+- "attrs": {name: tensor [N]} (e.g. KITTI "truncated", "occluded"), aligned with boxes;
+- "ignore_boxes": float32 [M, 4], regions such as KITTI DontCare, transformed alike;
+- "image_id": int; "orig_size": (h, w); "scale": (sy, sx) from original to transformed
+  pixels (`liafkd.data.transforms.unscale_boxes` maps predictions back).
+
+Augmentation randomness is seeded per sample by the loader's sampler, so a loader built
+with the same seed yields the same batches whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from liafkd.config import AugmentConfig
+from liafkd.data.records import DatasetIndex, ImageRecord
+from liafkd.data.transforms import build_transforms, make_target
+
+IGNORE_LABEL = -1  # marks ignore regions while they travel through the transforms
+
+
+class DataLoadError(RuntimeError):
+    """An image that could not be used; the message starts with the file's path."""
+
+
+def load_image(path: str) -> tv_tensors.Image:
+    """The image at `path` as uint8 RGB [3, H, W]."""
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataLoadError(f"{path}: cannot read image: {e}") from e
+    return tv_tensors.Image(F.pil_to_tensor(rgb))
+
+
+def _sample_target(record: ImageRecord, canvas_size: tuple[int, int]) -> dict[str, Any]:
+    """Boxes and ignore regions in one target (ignore rows labelled IGNORE_LABEL, their
+    attributes zero), so flips, resizes and sanitizing treat both alike."""
+    num_ignore = len(record.ignore_boxes_xyxy)
+    boxes = np.concatenate(
+        [record.boxes_xyxy.reshape(-1, 4), record.ignore_boxes_xyxy.reshape(-1, 4)]
+    )
+    labels = np.concatenate([record.labels, np.full(num_ignore, IGNORE_LABEL)])
+    attrs = {}
+    for name, values in record.attrs.items():
+        values = np.asarray(values)
+        if values.shape[:1] != record.labels.shape:
+            raise DataLoadError(
+                f"{record.file_name}: attribute '{name}' has {values.shape[:1]} values "
+                f"for {record.num_instances} boxes"
+            )
+        attrs[name] = torch.as_tensor(np.concatenate([values, np.zeros(num_ignore, values.dtype)]))
+    return make_target(torch.as_tensor(boxes), torch.as_tensor(labels), attrs, canvas_size)
+
+
+def _split_target(target: dict[str, Any]) -> dict[str, Any]:
+    keep = target["labels"] != IGNORE_LABEL
+    boxes = target["boxes"].as_subclass(torch.Tensor)
+    return {
+        "boxes": boxes[keep],
+        "labels": target["labels"][keep],
+        "attrs": {name: values[keep] for name, values in target["attrs"].items()},
+        "ignore_boxes": boxes[~keep],
+    }
+
+
+class DetectionDataset(Dataset):
+    """Loads each record's image with PIL and applies `transforms` to image and boxes.
+
+    An item is an index, or (index, seed): the seed fixes the augmentation's random
+    draws for that sample (see `AugmentSeedSampler`)."""
+
+    def __init__(self, index: DatasetIndex, transforms: Callable | None) -> None:
+        self.index = index
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.index.records)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        idx, seed = item if isinstance(item, tuple) else (item, None)
+        record = self.index.records[idx]
+        image = load_image(record.file_name)
+        orig_size = (int(image.shape[-2]), int(image.shape[-1]))
+        if orig_size != (record.height, record.width):
+            raise DataLoadError(
+                f"{record.file_name}: image is {orig_size[1]}x{orig_size[0]} but its "
+                f"annotations say {record.width}x{record.height}"
+            )
+        target = _sample_target(record, orig_size)
+        if self.transforms is not None:
+            image, target = self._transform(image, target, seed)
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        out = _split_target(target)
+        out.update(
+            image_id=int(record.image_id),
+            orig_size=orig_size,
+            scale=(size[0] / orig_size[0], size[1] / orig_size[1]),
+        )
+        return {"image": image.as_subclass(torch.Tensor), "target": out}
+
+    def _transform(self, image, target, seed: int | None):
+        if seed is None:
+            return self.transforms(image, target)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            return self.transforms(image, target)
+
+
+def collate_detection(
+    batch: Sequence[dict[str, Any]], size_divisor: int = 32
+) -> tuple[torch.Tensor, list[dict[str, Any]], list[tuple[int, int]]]:
+    """Stack images into [B, 3, H, W], H and W the largest sizes rounded up to a
+    multiple of `size_divisor`, padding bottom and right with 0 (the normalised mean)."""
+    images = [sample["image"] for sample in batch]
+    sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+    height = math.ceil(max(h for h, _ in sizes) / size_divisor) * size_divisor
+    width = math.ceil(max(w for _, w in sizes) / size_divisor) * size_divisor
+    padded = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    for out, img, (h, w) in zip(padded, images, sizes, strict=True):
+        out[:, :h, :w] = img
+    return padded, [sample["target"] for sample in batch], sizes
+
+
+class AugmentSeedSampler(Sampler):
+    """Wraps an index sampler and pairs each index with a seed drawn from `generator`,
+    so every sample's augmentation follows from the loader's seed alone."""
+
+    def __init__(self, sampler: Sampler, generator: torch.Generator) -> None:
+        self.sampler = sampler
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(self.sampler)
+        seeds = torch.randint(2**62, (len(indices),), generator=self.generator).tolist()
+        return iter(zip((int(i) for i in indices), seeds, strict=True))
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and `random` in a worker from the seed torch gave it."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_loader(
+    index: DatasetIndex,
+    aug: AugmentConfig,
+    batch_size: int,
+    train: bool,
+    num_workers: int,
+    seed: int,
+    sampler: Sampler | None = None,
+) -> DataLoader:
+    """Batches of `collate_detection`. Training shuffles (unless `sampler` is given)
+    and augments; the order and the augmentation follow from `seed`. No sample is
+    dropped."""
+    dataset = DetectionDataset(index, build_transforms(aug, train))
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    if sampler is None:
+        sampler = (
+            RandomSampler(dataset, generator=generator) if train else SequentialSampler(dataset)
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=AugmentSeedSampler(sampler, generator),
+        num_workers=num_workers,
+        collate_fn=partial(collate_detection, size_divisor=aug.size_divisor),
+        worker_init_fn=seed_worker,
+        generator=generator,
+        drop_last=False,
+    )
