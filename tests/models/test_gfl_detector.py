@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torchvision.models import resnet18
 
 from liafkd.config import ModelConfig
 from liafkd.models.build import build_detector
@@ -141,7 +142,18 @@ def test_bad_targets_and_config_are_reported(model):
         model(images, [target([[8, 8, 40, 48]], [3])])
     with pytest.raises(ValueError, match="1 targets for a batch of 2"):
         model(torch.randn(2, 3, 64, 64), [target([], [])])
+    head = model.forward_head(model.extract_feats(images))
+    with pytest.raises(ValueError, match="do not fit a 96x64 image"):
+        model.compute_assign(head, (96, 64), [target([], [])])
     with pytest.raises(ValueError, match="model.strides"):
         GFL(tiny_cfg(strides=(8, 16, 32)), num_classes=3)
     with pytest.raises(ValueError, match="model.num_classes"):
         GFL(tiny_cfg(num_classes=5), num_classes=3)
+
+
+def test_pretrained_backbone_from_config(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    detector = GFL(tiny_cfg(width=64, pretrained=str(path)), num_classes=2)
+    assert detector.pretrained_report.missing == []
+    assert detector.pretrained_report.unexpected == []

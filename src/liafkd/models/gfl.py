@@ -7,7 +7,7 @@ indexed batch-wide: image 0's instances first, then image 1's, ...
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,8 +22,6 @@ from liafkd.models.gfl_head import GFLHead
 from liafkd.models.losses import gfl_loss
 from liafkd.models.neck import FPN
 from liafkd.models.outputs import AssignResult, DetectorOutput, HeadOutputs, InstanceState
-
-logger = logging.getLogger(__name__)
 
 GFL_STRIDES = (8, 16, 32, 64, 128)
 ANCHOR_SCALE = 8.0  # GFL: octave_base_scale 8, scales_per_octave 1
@@ -89,6 +87,7 @@ class GFL(nn.Module):
     ) -> AssignResult:
         """ATSS assignment for every image. image_shape: (H, W) of the (padded) batch."""
         level_sizes = [(t.shape[-2], t.shape[-1]) for t in head.cls_logits]
+        self._check_level_sizes(level_sizes, image_shape)
         device = head.cls_logits[0].device
         batch_size = head.cls_logits[0].shape[0]
         _check_targets(targets, batch_size, self.num_classes)
@@ -104,6 +103,18 @@ class GFL(nn.Module):
             gt_index.append(torch.where(assigned >= 0, assigned + offset, assigned))
             offset += boxes.shape[0]
         return AssignResult(points, strides, level_sizes, torch.stack(gt_index))
+
+    def _check_level_sizes(
+        self, level_sizes: list[tuple[int, int]], image_shape: Sequence[int]
+    ) -> None:
+        """Head outputs must come from an image of `image_shape` (every level ceil(H/s))."""
+        height, width = image_shape[-2:]
+        expected = [(math.ceil(height / s), math.ceil(width / s)) for s in self.strides]
+        if level_sizes != expected:
+            raise ValueError(
+                f"head level sizes {level_sizes} do not fit a {height}x{width} image "
+                f"(expected {expected})"
+            )
 
     def loss(
         self, head: HeadOutputs, assign: AssignResult, targets: list[Target]
