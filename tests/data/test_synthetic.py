@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liafkd.config import DatasetConfig
+from liafkd.config import ConfigError, DatasetConfig
 from liafkd.data.synthetic import (
     CLASS_NAMES,
     META_FILE,
@@ -164,7 +164,7 @@ def test_ensure_synthetic_generates_once_and_regenerates_on_change(tmp_path):
 def test_ensure_synthetic_refuses_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("user data")
     cfg = DatasetConfig(format="synthetic", root=str(tmp_path), synth_images=2, synth_size=SIZE)
-    with pytest.raises(FileExistsError, match="mine|other files"):
+    with pytest.raises(ConfigError, match="other files"):
         ensure_synthetic(cfg)
     assert (tmp_path / "mine.txt").read_text() == "user data"
 
@@ -191,3 +191,16 @@ def test_cli_writes_set_and_grid(tmp_path):
     assert args.func(args) == 0
     assert len(list((out / "training" / "label_2").glob("*.txt"))) == 3
     assert grid.stat().st_size > 0
+
+
+def test_registered_as_liafkd_data_synth(tmp_path):
+    from liafkd.cli.main import main
+
+    out = tmp_path / "set"
+    assert (
+        main(
+            ["data", "synth", "--out", str(out), "--images", "2", "--height", "64", "--width", "96"]
+        )
+        == 0
+    )
+    assert (out / META_FILE).is_file()

@@ -11,6 +11,7 @@ from liafkd.config import load_dataset_config
 from liafkd.data.check import format_summary, summarize
 from liafkd.data.convert import write_coco_json
 from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
+from liafkd.data.synthetic import add_synth_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def add_data_subcommands(sub: argparse._SubParsersAction) -> None:
     """One line per `liafkd data` sub-command."""
     _add_check_parser(sub)
     _add_convert_parser(sub)
+    add_synth_parser(sub)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from liafkd.config import DatasetConfig
+from liafkd.config import ConfigError, DatasetConfig
 
 GENERATOR_VERSION = 1
 META_FILE = "synthetic_meta.json"
@@ -996,7 +996,7 @@ def ensure_synthetic(cfg: DatasetConfig) -> Path:
     if _matches(_read_meta(root), cfg):
         return root
     if root.exists() and _read_meta(root) is None and any(root.iterdir()):
-        raise FileExistsError(
+        raise ConfigError(
             f"{root}: dataset root for format 'synthetic' holds other files and no {META_FILE}; "
             "point data.*.root at an empty or new folder"
         )
