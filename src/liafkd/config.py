@@ -87,7 +87,7 @@ class ModelConfig(StrictModel):
     nms_iou: float = 0.6
     max_dets: int = 100
     norm: Literal["gn", "bn"] = "gn"
-    frozen_stages: int = 1
+    frozen_stages: int = -1  # mmdet meaning: -1 none, 0 stem, N stem + stages 1..N
     norm_eval: bool = False  # keep all backbone BatchNorms in eval mode (pretrained backbones)
 
 

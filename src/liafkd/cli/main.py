@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "liafkd.cli.evaluate",
     "liafkd.cli.kitti_eval",
     "liafkd.cli.train",
+    "liafkd.cli.distill",
 ]
 
 

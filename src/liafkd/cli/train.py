@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from liafkd.config import load_config
+from liafkd.config import ConfigError, load_config
 
 
 def add_common_run_args(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.engine.trainer import DetectorTrainModule, Trainer
 
     cfg = load_config(args.config, args.overrides)
+    if cfg.distill is not None:
+        raise ConfigError(f"{args.config}: has a `distill:` block; run it with `liafkd distill`")
     train_index, val_index = load_indices(cfg)
     student = build_student(cfg.model, len(train_index.class_names))
     trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)

@@ -339,6 +339,8 @@ class Trainer:
             train_means = self.train_epoch(epoch)
             self.state.epoch = epoch + 1
             record: dict[str, Any] = {"type": "epoch", "epoch": epoch + 1, **train_means}
+            if hasattr(self.module, "end_epoch"):
+                record["distill"] = self.module.end_epoch(epoch + 1, self.out_dir)
             done = epoch + 1 == sched.epochs or self.reached_max_steps()
             if (epoch + 1) % self.cfg.train.val_interval == 0 or done:
                 last_val = self.validate()

@@ -31,6 +31,9 @@ from liafkd.data.formats.common import (
 from liafkd.data.records import DatasetIndex, Problem
 
 DEFAULT_CLASSES = ["Car", "Pedestrian", "Cyclist"]
+# KITTI's other annotated classes: kept as ignore regions (neighbour-class rules), not
+# reported as unknown, unless the config lists its own `ignore_classes`.
+DEFAULT_IGNORE_CLASSES = ["Van", "Truck", "Tram", "Misc", "Person_sitting"]
 DONT_CARE = "DontCare"
 ATTR_NAMES = ["truncated", "occluded", "alpha"]
 _NUMERIC_FIELDS = (
@@ -163,6 +166,9 @@ def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
         objects = _read_objects(label_path, problems)
         raw_images.append(RawImage(image_path, size[0], size[1], objects, str(label_path)))
     class_names = cfg.classes or DEFAULT_CLASSES
+    if not cfg.ignore_classes:
+        ignore = [name for name in DEFAULT_IGNORE_CLASSES if name not in class_names]
+        cfg = cfg.model_copy(update={"ignore_classes": ignore})
     return assemble_index(
         raw_images, class_names, cfg, ATTR_NAMES, problems, dont_care_names=[DONT_CARE]
     )

@@ -1,0 +1,75 @@
+"""`liafkd distill CONFIG`: train a student with a frozen teacher and a KD method."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from torch import nn
+
+from liafkd.cli.train import add_common_run_args, resolve_resume
+from liafkd.config import ConfigError, ExperimentConfig, load_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="train a student with a frozen teacher and a distillation method",
+        description="Distil a teacher into a student. The config is a `train` config plus a "
+        "`distill:` block: method (none|mimic|fgd|aid|ld|liaf|liaf+ld), teacher "
+        "{config, checkpoint} and the method's options. The saved student holds only "
+        "the student; adapters and selectors live in the training checkpoints.",
+    )
+    add_common_run_args(p)
+    p.set_defaults(func=run)
+
+
+def load_teacher(teacher_config: str, checkpoint: str, class_names: list[str]) -> nn.Module:
+    """Build the teacher from its own config and load its weights, strictly."""
+    from liafkd.engine.build import build_student
+    from liafkd.engine.checkpoint import load_checkpoint, load_state_dict_reporting
+
+    teacher_cfg: ExperimentConfig = load_config(teacher_config)
+    ckpt = load_checkpoint(checkpoint)
+    teacher_classes = ckpt.get("meta", {}).get("class_names")
+    if teacher_classes is not None and list(teacher_classes) != list(class_names):
+        raise ConfigError(
+            f"{checkpoint}: the teacher was trained on classes {list(teacher_classes)} but the "
+            f"dataset has {list(class_names)}"
+        )
+    teacher = build_student(teacher_cfg.model, len(class_names))
+    load_state_dict_reporting(teacher, ckpt["model"], f"teacher {checkpoint}")
+    return teacher.eval().requires_grad_(False)
+
+
+def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
+    from liafkd.distill.config import load_distill_config
+    from liafkd.distill.distiller import build_distiller
+    from liafkd.engine.build import build_student
+    from liafkd.engine.distill_module import DistillTrainModule
+
+    dcfg = load_distill_config(cfg.distill, source, base_dir=Path(source).resolve().parent)
+    student = build_student(cfg.model, len(class_names))
+    if dcfg.teacher is None:
+        raise ConfigError(f"{source}: distill.teacher: needed (config, checkpoint)")
+    teacher = load_teacher(dcfg.teacher.config, dcfg.teacher.checkpoint, class_names)
+    teacher_channels = load_config(dcfg.teacher.config).model.fpn_channels
+    distiller = build_distiller(
+        dcfg, cfg.model.fpn_channels, teacher_channels, num_levels=len(student.strides)
+    )
+    return DistillTrainModule(student, teacher, distiller)
+
+
+def run(args: argparse.Namespace) -> int:
+    from liafkd.engine.build import load_indices
+    from liafkd.engine.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    train_index, val_index = load_indices(cfg)
+    module = build_distill_module(cfg, args.config, train_index.class_names)
+    trainer = Trainer(
+        cfg, module, train_index, val_index, extra_meta={"distill_method": cfg.distill["method"]}
+    )
+    summary = trainer.fit(resume=resolve_resume(args.resume, trainer))
+    print(f"done: {summary['final']} -> {cfg.output_dir}")
+    return 0
