@@ -1,5 +1,6 @@
 import argparse
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,23 @@ def test_class_size_and_difficulty_variety(small_set):
     assert heights.min() < 16 and heights.max() > 70
     assert {int(r[2]) for r in rows} == {0, 1, 2}
     assert any(float(r[1]) > 0.1 for r in rows)
+
+
+def test_difficulty_sidecar_matches_labels(small_set):
+    contrasts = []
+    for label_file in sorted((small_set / "training" / "label_2").glob("*.txt")):
+        rows = [r.split() for r in label_file.read_text().splitlines()]
+        rows = [r for r in rows if r[0] != "DontCare"]
+        info = json.loads(
+            (small_set / "training" / "difficulty" / f"{label_file.stem}.json").read_text()
+        )
+        assert len(info) == len(rows)
+        for row, item in zip(rows, info, strict=True):
+            assert int(row[2]) == occlusion_level(item["occlusion"])
+            assert float(row[1]) == pytest.approx(item["truncation"], abs=0.005)
+            assert float(row[7]) - float(row[5]) == item["height_px"]
+            contrasts.append(item["contrast"])
+    assert min(contrasts) < 0.5 and max(contrasts) == 1.0
 
 
 def test_truncation_is_clipped_box_fraction():

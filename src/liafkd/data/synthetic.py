@@ -35,10 +35,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from liafkd.config import ConfigError, DatasetConfig
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 META_FILE = "synthetic_meta.json"
 CLASS_NAMES = ("Car", "Van", "Pedestrian", "Cyclist")
-CLUTTER_KINDS = ("pole", "lamp", "tree", "sign", "bush", "bin", "far_vehicle")
 # occlusion fraction upper bounds of KITTI levels 0 (fully visible) and 1 (partly
 # occluded); anything above is level 2 (largely occluded). Level 3 (unknown) is unused.
 OCCLUSION_LEVEL_BOUNDS = (0.10, 0.40)
@@ -901,11 +900,30 @@ def dontcare_line(box: Sequence[float]) -> str:
     return f"DontCare -1 -1 -10 {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} -1 -1 -1 -1000 -1000 -1000 -10"
 
 
+def _labelled(labels: SceneLabels) -> list[ObjectLabel]:
+    return [o for o in labels.objects if o.occlusion <= DONTCARE_HIDDEN_FRACTION]
+
+
 def label_lines(labels: SceneLabels) -> list[str]:
     """KITTI lines; objects hidden beyond `DONTCARE_HIDDEN_FRACTION` become DontCare."""
-    visible = [o for o in labels.objects if o.occlusion <= DONTCARE_HIDDEN_FRACTION]
     hidden = [o.box for o in labels.objects if o.occlusion > DONTCARE_HIDDEN_FRACTION]
-    return [kitti_line(o) for o in visible] + [dontcare_line(b) for b in hidden + labels.dontcare]
+    return [kitti_line(o) for o in _labelled(labels)] + [
+        dontcare_line(b) for b in hidden + labels.dontcare
+    ]
+
+
+def difficulty_record(labels: SceneLabels) -> list[dict[str, float]]:
+    """Per labelled line (same order as label_2): the exact measures behind the KITTI
+    fields, and the contrast the object was drawn with (1 = own colours)."""
+    return [
+        {
+            "contrast": round(o.obj.contrast, 4),
+            "occlusion": round(o.occlusion, 4),
+            "truncation": round(o.truncation, 4),
+            "height_px": o.box[3] - o.box[1],
+        }
+        for o in _labelled(labels)
+    ]
 
 
 def _split_ids(num_images: int, seed: int, val_fraction: float) -> tuple[list[int], list[int]]:
@@ -939,6 +957,10 @@ truncated: fraction of the unclipped box area outside the image.
 occluded: 0 below 10% of the in-image silhouette hidden by nearer things, 1 below 40%,
 2 above; objects hidden beyond 85% are DontCare. 3D fields follow a ground-plane camera
 (height 1.65 m, focal 0.58 x width) and are approximate.
+training/difficulty/NNNNNN.json: per non-DontCare label line, in order, the exact
+occlusion and truncation fractions, the box height and the drawing contrast (1 = own
+colours; about a quarter of the objects are drawn at 0.15-0.45, blended toward the
+background, as hard low-contrast instances).
 Regenerate: liafkd data synth --out DIR --images N --seed S (see synthetic_meta.json).
 """
 
@@ -957,13 +979,15 @@ def generate_synthetic(
     out_root = Path(out_root)
     image_dir = out_root / "training" / "image_2"
     label_dir = out_root / "training" / "label_2"
+    info_dir = out_root / "training" / "difficulty"
     sets_dir = out_root / "ImageSets"
-    for folder in (image_dir, label_dir, sets_dir):
+    for folder in (image_dir, label_dir, info_dir, sets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for index in range(num_images):
         image, labels = generate_image(seed, index, tuple(size))
         image.save(image_dir / f"{index:06d}.png", compress_level=1)
         (label_dir / f"{index:06d}.txt").write_text("".join(f"{s}\n" for s in label_lines(labels)))
+        (info_dir / f"{index:06d}.json").write_text(json.dumps(difficulty_record(labels)))
     train, val = _split_ids(num_images, seed, val_fraction)
     for name, ids in (("train", train), ("val", val), ("trainval", sorted(train + val))):
         (sets_dir / f"{name}.txt").write_text("".join(f"{i:06d}\n" for i in ids))
