@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from liafkd.config import load_dataset_config
+from liafkd.config import load_config, load_dataset_config
 from liafkd.data.formats import enforce_policy, read_dataset
 from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
 
@@ -15,8 +15,10 @@ from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detect
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="COCO AP of detections (--dataset with --results)",
-        description="liafkd eval --dataset DATASET_CONFIG --results DETECTIONS.json: "
+        help="COCO AP of a checkpoint (CONFIG --checkpoint) or of a detections file",
+        description="liafkd eval CONFIG --checkpoint CKPT: run the model on the config's "
+        "validation split and report COCO metrics, writing the detections as COCO results "
+        "JSON. liafkd eval --dataset DATASET_CONFIG --results DETECTIONS.json: "
         "COCO AP, AP50, AP75, APs, APm, APl and per-class AP of a COCO results file "
         "(category_id 1-based in the dataset's class order).",
     )
@@ -25,6 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", metavar="DATASET_CONFIG", help="dataset YAML")
     parser.add_argument("--results", metavar="DETECTIONS.json", help="COCO results file")
     parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    parser.add_argument(
+        "--out",
+        metavar="DETECTIONS.json",
+        help="with CONFIG: where to write the detections (default OUTPUT_DIR/eval/detections.json)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with CONFIG: override a config key",
+    )
     parser.set_defaults(func=run_eval)
 
 
@@ -38,12 +53,22 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate_checkpoint(args: argparse.Namespace) -> int:
-    print(
-        "error: `liafkd eval CONFIG --checkpoint CKPT` is not available yet; "
-        "use --dataset DATASET_CONFIG --results DETECTIONS.json",
-        file=sys.stderr,
-    )
-    return 2
+    from liafkd.engine.evaluate import evaluate_checkpoint
+
+    if not (args.config and args.checkpoint):
+        print("error: liafkd eval CONFIG needs --checkpoint CKPT", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config, args.overrides)
+    metrics, detections = evaluate_checkpoint(cfg, args.checkpoint)
+    print(format_coco_table(metrics))
+    out = Path(args.out) if args.out else Path(cfg.output_dir) / "eval" / "detections.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(detections))
+    print(f"detections (COCO results format): {out}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
 
 
 def _evaluate_results(args: argparse.Namespace) -> int:

@@ -76,3 +76,33 @@ def evaluate_detector(
 
     coco_dets = to_coco_results(predict_dataset(detector, index, aug, device, batch_size))
     return evaluate_coco(index, coco_dets), coco_dets
+
+
+def load_detector(model_cfg, checkpoint: str, class_names: list[str]) -> nn.Module:
+    """Build the detector of `model_cfg` and load a liafkd checkpoint into it strictly,
+    refusing one trained on other classes."""
+    from liafkd.config import ConfigError
+    from liafkd.engine.build import build_student
+    from liafkd.engine.checkpoint import load_checkpoint, load_state_dict_reporting
+
+    ckpt = load_checkpoint(checkpoint)
+    trained_on = ckpt.get("meta", {}).get("class_names")
+    if trained_on is not None and list(trained_on) != list(class_names):
+        raise ConfigError(
+            f"{checkpoint}: trained on classes {list(trained_on)}, "
+            f"but the dataset has {list(class_names)}"
+        )
+    detector = build_student(model_cfg, len(class_names))
+    load_state_dict_reporting(detector, ckpt["model"], str(checkpoint))
+    return detector
+
+
+def evaluate_checkpoint(cfg, checkpoint: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """COCO metrics of a checkpoint on the config's validation split."""
+    from liafkd.engine.build import load_index
+    from liafkd.engine.trainer import resolve_device
+
+    index = load_index(cfg.data.val, "data.val")
+    device = resolve_device(cfg.train.device)
+    detector = load_detector(cfg.model, checkpoint, index.class_names).to(device)
+    return evaluate_detector(detector, index, cfg.data.augment, device, cfg.data.batch_size)
