@@ -209,4 +209,6 @@ def build_loader(
         worker_init_fn=seed_worker,
         generator=generator,
         drop_last=False,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
     )
