@@ -194,20 +194,23 @@ def build_loader(
     and augments; the order and the augmentation follow from `seed`. No sample is
     dropped."""
     dataset = DetectionDataset(index, build_transforms(aug, train))
-    generator = torch.Generator()
-    generator.manual_seed(seed)
+    # the order and augmentation seeds get their own stream: the DataLoader draws worker
+    # seeds from its generator only when it starts workers, which differs per epoch
+    # between persistent and fresh workers
+    order = torch.Generator()
+    order.manual_seed(seed)
     if sampler is None:
-        sampler = (
-            RandomSampler(dataset, generator=generator) if train else SequentialSampler(dataset)
-        )
+        sampler = RandomSampler(dataset, generator=order) if train else SequentialSampler(dataset)
+    workers = torch.Generator()
+    workers.manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=AugmentSeedSampler(sampler, generator),
+        sampler=AugmentSeedSampler(sampler, order),
         num_workers=num_workers,
         collate_fn=partial(collate_detection, size_divisor=aug.size_divisor),
         worker_init_fn=seed_worker,
-        generator=generator,
+        generator=workers,
         drop_last=False,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
