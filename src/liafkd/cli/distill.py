@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from liafkd.cli.train import add_common_run_args, resolve_resume
-from liafkd.config import ConfigError, ExperimentConfig, load_config
+from liafkd.config import ExperimentConfig, load_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,20 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_teacher(teacher_config: str, checkpoint: str, class_names: list[str]) -> nn.Module:
-    """Build the teacher from its own config and load its weights, strictly."""
-    from liafkd.engine.build import build_student
-    from liafkd.engine.checkpoint import load_checkpoint, load_state_dict_reporting
+    """Build the teacher from its own config and load its weights strictly, frozen."""
+    from liafkd.engine.evaluate import load_detector
 
     teacher_cfg: ExperimentConfig = load_config(teacher_config)
-    ckpt = load_checkpoint(checkpoint)
-    teacher_classes = ckpt.get("meta", {}).get("class_names")
-    if teacher_classes is not None and list(teacher_classes) != list(class_names):
-        raise ConfigError(
-            f"{checkpoint}: the teacher was trained on classes {list(teacher_classes)} but the "
-            f"dataset has {list(class_names)}"
-        )
-    teacher = build_student(teacher_cfg.model, len(class_names))
-    load_state_dict_reporting(teacher, ckpt["model"], f"teacher {checkpoint}")
+    teacher = load_detector(teacher_cfg.model, checkpoint, class_names)
     return teacher.eval().requires_grad_(False)
 
 
@@ -50,8 +41,10 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
 
     dcfg = load_distill_config(cfg.distill, source, base_dir=Path(source).resolve().parent)
     student = build_student(cfg.model, len(class_names))
-    if dcfg.teacher is None:
-        raise ConfigError(f"{source}: distill.teacher: needed (config, checkpoint)")
+    if dcfg.teacher is None:  # only `none` may omit it (validated): the student alone
+        from liafkd.engine.trainer import DetectorTrainModule
+
+        return DetectorTrainModule(student)
     teacher = load_teacher(dcfg.teacher.config, dcfg.teacher.checkpoint, class_names)
     teacher_channels = load_config(dcfg.teacher.config).model.fpn_channels
     distiller = build_distiller(
@@ -60,16 +53,22 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
     return DistillTrainModule(student, teacher, distiller)
 
 
-def run(args: argparse.Namespace) -> int:
+def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:
+    """`liafkd distill` as a function: returns the run's summary."""
     from liafkd.engine.build import load_indices
     from liafkd.engine.trainer import Trainer
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(config, overrides)
     train_index, val_index = load_indices(cfg)
-    module = build_distill_module(cfg, args.config, train_index.class_names)
+    module = build_distill_module(cfg, config, train_index.class_names)
     trainer = Trainer(
         cfg, module, train_index, val_index, extra_meta={"distill_method": cfg.distill["method"]}
     )
-    summary = trainer.fit(resume=resolve_resume(args.resume, trainer))
+    summary = trainer.fit(resume=resolve_resume(resume, trainer))
     print(f"done: {summary['final']} -> {cfg.output_dir}")
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    distill_student(args.config, args.overrides, args.resume)
     return 0

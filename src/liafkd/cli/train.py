@@ -50,16 +50,22 @@ def resolve_resume(arg: str | None, trainer) -> Path | None:
     return Path(arg)
 
 
-def run(args: argparse.Namespace) -> int:
+def train_detector(config: str, overrides: list[str], resume: str | None = None) -> dict:
+    """`liafkd train` as a function: returns the run's summary."""
     from liafkd.engine.build import build_student, load_indices
     from liafkd.engine.trainer import DetectorTrainModule, Trainer
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(config, overrides)
     if cfg.distill is not None:
-        raise ConfigError(f"{args.config}: has a `distill:` block; run it with `liafkd distill`")
+        raise ConfigError(f"{config}: has a `distill:` block; run it with `liafkd distill`")
     train_index, val_index = load_indices(cfg)
     student = build_student(cfg.model, len(train_index.class_names))
     trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)
-    summary = trainer.fit(resume=resolve_resume(args.resume, trainer))
+    summary = trainer.fit(resume=resolve_resume(resume, trainer))
     print(f"done: {summary['final']} -> {cfg.output_dir}")
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    train_detector(args.config, args.overrides, args.resume)
     return 0
