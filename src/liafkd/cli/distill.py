@@ -56,9 +56,10 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
 def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd distill` as a function: returns the run's summary."""
     from liafkd.engine.build import load_indices
-    from liafkd.engine.trainer import Trainer
+    from liafkd.engine.trainer import Trainer, seed_everything
 
     cfg = load_config(config, overrides)
+    seed_everything(cfg.train.seed)  # model initialisation follows the seed
     train_index, val_index = load_indices(cfg)
     module = build_distill_module(cfg, config, train_index.class_names)
     trainer = Trainer(

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "liafkd.cli.kitti_eval",
     "liafkd.cli.train",
     "liafkd.cli.distill",
+    "liafkd.cli.demo",
 ]
 
 
@@ -39,12 +40,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from liafkd.config import ConfigError
+    from liafkd.engine.checkpoint import CheckpointError
+    from liafkd.engine.trainer import NonFiniteLossError, TrainingInterrupted
 
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == "__main__":

@@ -53,11 +53,12 @@ def resolve_resume(arg: str | None, trainer) -> Path | None:
 def train_detector(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd train` as a function: returns the run's summary."""
     from liafkd.engine.build import build_student, load_indices
-    from liafkd.engine.trainer import DetectorTrainModule, Trainer
+    from liafkd.engine.trainer import DetectorTrainModule, Trainer, seed_everything
 
     cfg = load_config(config, overrides)
     if cfg.distill is not None:
         raise ConfigError(f"{config}: has a `distill:` block; run it with `liafkd distill`")
+    seed_everything(cfg.train.seed)  # model initialisation follows the seed
     train_index, val_index = load_indices(cfg)
     student = build_student(cfg.model, len(train_index.class_names))
     trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)

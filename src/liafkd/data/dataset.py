@@ -201,12 +201,14 @@ def build_loader(
     order.manual_seed(seed)
     if sampler is None:
         sampler = RandomSampler(dataset, generator=order) if train else SequentialSampler(dataset)
+    if not getattr(sampler, "yields_seeds", False):  # (index, seed) pairs already
+        sampler = AugmentSeedSampler(sampler, order)
     workers = torch.Generator()
     workers.manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=AugmentSeedSampler(sampler, order),
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=partial(collate_detection, size_divisor=aug.size_divisor),
         worker_init_fn=seed_worker,

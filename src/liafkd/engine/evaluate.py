@@ -106,3 +106,12 @@ def evaluate_checkpoint(cfg, checkpoint: str) -> tuple[dict[str, Any], list[dict
     device = resolve_device(cfg.train.device)
     detector = load_detector(cfg.model, checkpoint, index.class_names).to(device)
     return evaluate_detector(detector, index, cfg.data.augment, device, cfg.data.batch_size)
+
+
+def count_parameters(model_cfg: dict[str, Any], num_classes: int = 3) -> int:
+    """Parameters of the detector a model config block builds."""
+    from liafkd.config import ModelConfig
+    from liafkd.engine.build import build_student
+
+    detector = build_student(ModelConfig(**model_cfg), num_classes)
+    return sum(p.numel() for p in detector.parameters())

@@ -8,10 +8,13 @@ import torch
 from torch.utils.data import Sampler
 
 
-class ResumableSampler(Sampler[int]):
-    """Shuffles with a generator seeded by (seed, epoch), splits across ranks like
-    DistributedSampler (padding by repetition so every rank has the same count),
-    and can start an epoch part-way through (`set_start`)."""
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Yields (index, augmentation seed) pairs. The order and the seeds follow from
+    (seed, epoch) alone; ranks split the order like DistributedSampler (padding by
+    repetition so every rank has the same count); an epoch can start part-way
+    through (`set_start`) and then continues exactly as an uninterrupted run."""
+
+    yields_seeds = True
 
     def __init__(
         self, num_samples: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1
@@ -34,21 +37,23 @@ class ResumableSampler(Sampler[int]):
     def per_rank(self) -> int:
         return -(-self.num_samples // self.world_size)
 
-    def epoch_order(self) -> list[int]:
+    def epoch_order(self) -> list[tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.num_samples, generator=g).tolist()
         else:
             order = list(range(self.num_samples))
+        seeds = torch.randint(2**62, (self.num_samples,), generator=g).tolist()
+        pairs = list(zip(order, seeds, strict=True))
         total = self.per_rank() * self.world_size
-        while len(order) < total:
-            order += order[: total - len(order)]
-        return order[self.rank : total : self.world_size]
+        while len(pairs) < total:
+            pairs += pairs[: total - len(pairs)]
+        return pairs[self.rank : total : self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
-        order = self.epoch_order()[self.start :]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        pairs = self.epoch_order()[self.start :]
         self.start = 0
-        return iter(order)
+        return iter(pairs)
 
     def __len__(self) -> int:
         return self.per_rank() - self.start

@@ -245,8 +245,9 @@ class Trainer:
         prune_checkpoints(self.ckpt_dir, keep=2)
         return path
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        """Run (the rest of) epoch `epoch` (0-based)."""
+    def train_epoch(self, epoch: int) -> tuple[dict[str, float], bool]:
+        """Run (the rest of) epoch `epoch` (0-based): mean loss terms and timings, and
+        whether the epoch finished (False when train.max_steps stopped it early)."""
         self.module.train()
         self.sampler.set_epoch(epoch)
         self.sampler.set_start(self.state.batches_in_epoch * self.cfg.data.batch_size)
@@ -294,11 +295,16 @@ class Trainer:
             if ckpt_steps and self.state.step % ckpt_steps == 0 and values is not None:
                 self.mid_epoch_checkpoint(epoch)
         bar.close()
-        self.state.batches_in_epoch = 0
+        finished = self.state.batches_in_epoch >= self.batches_per_epoch()
+        if finished:
+            self.state.batches_in_epoch = 0
         means = {k: v / max(1, count) for k, v in sums.items()}
         means["epoch_time_s"] = time.perf_counter() - tic
         means["img_s"] = seen / max(1e-9, means["epoch_time_s"])
-        return means
+        return means, finished
+
+    def batches_per_epoch(self) -> int:
+        return -(-self.sampler.per_rank() // self.cfg.data.batch_size)
 
     def reached_max_steps(self) -> bool:
         return bool(self.cfg.train.max_steps and self.state.step >= self.cfg.train.max_steps)
@@ -336,7 +342,11 @@ class Trainer:
         sched = self.cfg.train.schedule
         last_val: dict[str, Any] = {}
         for epoch in range(self.state.epoch, sched.epochs):
-            train_means = self.train_epoch(epoch)
+            train_means, finished = self.train_epoch(epoch)
+            if not finished:  # train.max_steps reached mid-epoch
+                self.mid_epoch_checkpoint(epoch)
+                last_val = self.validate()
+                break
             self.state.epoch = epoch + 1
             record: dict[str, Any] = {"type": "epoch", "epoch": epoch + 1, **train_means}
             if hasattr(self.module, "end_epoch"):

@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from liafkd.cli.main import main
+from liafkd.config import load_config
+from liafkd.engine.checkpoint import load_checkpoint
+from liafkd.engine.evaluate import evaluate_checkpoint
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_writes_checkpoints_metrics_and_evaluates(tiny_config, tmp_path, capsys):
+    cfg_path = tiny_config("run")
+    assert main(["train", str(cfg_path)]) == 0
+    out = tmp_path / "run"
+    records = read_jsonl(out / "metrics.jsonl")
+    steps = [r for r in records if r["type"] == "train"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert len(epochs) == 2 and len(steps) == 2 * 3  # 9 train images, batch 3
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in steps)
+    assert {"loss_cls", "loss_bbox", "loss_dfl", "lr"} <= set(steps[0])
+    assert "AP" in epochs[-1]["val"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_1.pt", "epoch_2.pt"]
+    ckpt = load_checkpoint(out / "checkpoints" / "epoch_2.pt")
+    assert {"model", "optimizer", "scaler", "rng", "epoch", "step"} <= set(ckpt)
+    assert ckpt["meta"]["class_names"] == ["Car", "Pedestrian", "Cyclist"]
+    assert set(load_checkpoint(out / "final.pt")) == {"model", "meta"}
+
+    metrics, detections = evaluate_checkpoint(load_config(cfg_path), str(out / "final.pt"))
+    assert metrics["AP"] == pytest.approx(epochs[-1]["val"]["AP"])
+    assert all(d["category_id"] in (1, 2, 3) for d in detections)
+    assert main(["eval", str(cfg_path), "--checkpoint", str(out / "final.pt")]) == 0
+    assert "AP50" in capsys.readouterr().out
+    assert (out / "eval" / "detections.json").is_file()
+
+
+def test_resume_from_epoch_checkpoint_matches_uninterrupted(tiny_config, tmp_path):
+    full = tiny_config("full")
+    assert main(["train", str(full)]) == 0
+    part = tiny_config("part")
+    assert (
+        main(["train", str(part), "--set", "train.schedule.epochs=2", "--set", "train.max_steps=3"])
+        == 0
+    )  # stops after epoch 1 (3 steps)
+    ckpts = tmp_path / "part" / "checkpoints"
+    assert [p.name for p in ckpts.iterdir()] == ["epoch_1.pt"]
+    assert main(["train", str(part), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "full" / "final.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "final.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def _train_process(cfg_path, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "liafkd", "train", str(cfg_path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
+def _wait_for(path_glob, folder, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob(path_glob)) if folder.is_dir() else []
+        if found:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode())
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no {path_glob} in {folder} after {timeout}s")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tiny_config, tmp_path):
+    full = tiny_config("full", checkpoint_steps=1)
+    assert main(["train", str(full)]) == 0
+    killed = tiny_config("killed", checkpoint_steps=1)
+    proc = _train_process(killed)
+    _wait_for("epoch_2_iter_1.pt", tmp_path / "killed" / "checkpoints", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "final.pt").exists()
+    assert main(["train", str(killed), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "full" / "final.pt")["model"]
+    b = load_checkpoint(tmp_path / "killed" / "final.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_step_writes_checkpoint_and_exits(tiny_config, tmp_path):
+    cfg = tiny_config("term", checkpoint_steps=100)
+    proc = _train_process(cfg)
+    _wait_for("metrics.jsonl", tmp_path / "term", proc)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "resume with --resume" in output
+    ckpts = list((tmp_path / "term" / "checkpoints").glob("epoch_*_iter_*.pt"))
+    assert len(ckpts) == 1
+    assert load_checkpoint(ckpts[0])["step"] >= 1
+
+
+def test_nonfinite_loss_stops_with_terms_and_image_ids(tiny_config, monkeypatch, capsys):
+    from liafkd.engine import trainer as trainer_mod
+
+    original = trainer_mod.DetectorTrainModule.forward
+
+    def poisoned(self, images, targets):
+        terms = original(self, images, targets)
+        terms["loss_cls"] = terms["loss_cls"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer_mod.DetectorTrainModule, "forward", poisoned)
+    assert main(["train", str(tiny_config("nan", max_nonfinite=2))]) == 1
+    err = capsys.readouterr().err
+    assert "2 steps in a row with a non-finite loss" in err
+    assert "'loss_cls': nan" in err and "image ids [" in err
