@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny tensors: one thread is faster and avoids oversubscription
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
