@@ -39,7 +39,10 @@ def test_train_writes_checkpoints_metrics_and_evaluates(tiny_config, tmp_path, c
     assert metrics["AP"] == pytest.approx(epochs[-1]["val"]["AP"])
     assert all(d["category_id"] in (1, 2, 3) for d in detections)
     assert main(["eval", str(cfg_path), "--checkpoint", str(out / "final.pt")]) == 0
-    assert "AP50" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "AP50" in printed and "KITTI 2D AP, Moderate mean (R40)" in printed
+    assert set(metrics["kitti"]) == {"Car", "Pedestrian", "Cyclist", "moderate_mean"}
+    assert set(epochs[-1]["val"]["kitti"]["Car"]) == {"easy", "moderate", "hard"}
     assert (out / "eval" / "detections.json").is_file()
 
 

@@ -188,9 +188,11 @@ def test_eval_cli(tmp_path, capsys):
     assert "image_id 5 is not in the dataset" in capsys.readouterr().err
 
 
-def test_eval_cli_modes_not_yet_available(tmp_path, capsys):
-    assert main(["eval", "exp.yaml", "--checkpoint", "model.pt"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_eval_cli_needs_a_complete_mode(tmp_path, capsys):
+    assert main(["eval", "exp.yaml"]) == 2
+    assert "needs --checkpoint" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.yaml"), "--checkpoint", "m.pt"]) == 2
+    assert "config file not found" in capsys.readouterr().err
     assert main(["eval"]) == 2
     assert "--dataset and --results" in capsys.readouterr().err
 

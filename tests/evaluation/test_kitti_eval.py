@@ -645,7 +645,7 @@ def test_frames_from_records() -> None:
     (f,) = frames_from_records(index)
     assert f.names.tolist() == ["Car", "DontCare", "Van"]
     assert f.truncated.tolist() == pytest.approx([0.2, 0.0, 0.0])
-    assert f.occluded.tolist() == [1, 0, 0] and f.image_id == "7"
+    assert f.occluded.tolist() == [1, 0, 0] and f.image_id == "000007"
 
 
 # ------------------------------------------------------------ command line

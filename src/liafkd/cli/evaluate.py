@@ -10,6 +10,7 @@ from pathlib import Path
 from liafkd.config import load_config, load_dataset_config
 from liafkd.data.formats import enforce_policy, read_dataset
 from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
+from liafkd.evaluation.kitti import format_kitti_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +62,9 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     metrics, detections = evaluate_checkpoint(cfg, args.checkpoint)
     print(format_coco_table(metrics))
+    if metrics.get("kitti"):
+        print()
+        print(format_kitti_table(metrics["kitti"]))
     out = Path(args.out) if args.out else Path(cfg.output_dir) / "eval" / "detections.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(detections))

@@ -64,18 +64,47 @@ def to_coco_results(dets: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, 
     return out
 
 
+def kitti_metrics(index: DatasetIndex, dets: dict[int, dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Official KITTI 2D AP (percent) for the KITTI classes the dataset has."""
+    from liafkd.evaluation.kitti import (
+        KITTI_CLASSES,
+        evaluate_kitti,
+        frames_from_predictions,
+        frames_from_records,
+    )
+
+    classes = [c for c in KITTI_CLASSES if c in index.class_names]
+    if not classes:
+        return {}
+    image_ids = [rec.image_id for rec in index.records]
+    empty = {"boxes": torch.zeros((0, 4)), "scores": torch.zeros(0), "labels": torch.zeros(0)}
+    predictions = [dets.get(i, empty) for i in image_ids]
+    dt = frames_from_predictions(predictions, index.class_names, image_ids)
+    return evaluate_kitti(frames_from_records(index), dt, classes)
+
+
 def evaluate_detector(
     detector: nn.Module,
     index: DatasetIndex,
     aug: AugmentConfig,
     device: torch.device,
     batch_size: int = 8,
+    kitti: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """COCO metrics (pycocotools) and the detections in COCO results format."""
+    """COCO metrics (pycocotools), plus the official KITTI 2D metrics under "kitti"
+    when asked, and the detections in COCO results format."""
     from liafkd.evaluation.coco import evaluate_coco
 
-    coco_dets = to_coco_results(predict_dataset(detector, index, aug, device, batch_size))
-    return evaluate_coco(index, coco_dets), coco_dets
+    dets = predict_dataset(detector, index, aug, device, batch_size)
+    coco_dets = to_coco_results(dets)
+    metrics = evaluate_coco(index, coco_dets)
+    if kitti:
+        metrics["kitti"] = kitti_metrics(index, dets)
+    return metrics, coco_dets
+
+
+def is_kitti_format(ds_cfg) -> bool:
+    return ds_cfg.format in ("kitti", "synthetic")
 
 
 def load_detector(model_cfg, checkpoint: str, class_names: list[str]) -> nn.Module:
@@ -105,7 +134,14 @@ def evaluate_checkpoint(cfg, checkpoint: str) -> tuple[dict[str, Any], list[dict
     index = load_index(cfg.data.val, "data.val")
     device = resolve_device(cfg.train.device)
     detector = load_detector(cfg.model, checkpoint, index.class_names).to(device)
-    return evaluate_detector(detector, index, cfg.data.augment, device, cfg.data.batch_size)
+    return evaluate_detector(
+        detector,
+        index,
+        cfg.data.augment,
+        device,
+        cfg.data.batch_size,
+        kitti=is_kitti_format(cfg.data.val),
+    )
 
 
 def count_parameters(model_cfg: dict[str, Any], num_classes: int = 3) -> int:

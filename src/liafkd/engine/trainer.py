@@ -34,7 +34,7 @@ from liafkd.engine.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from liafkd.engine.evaluate import evaluate_detector
+from liafkd.engine.evaluate import evaluate_detector, is_kitti_format
 from liafkd.engine.sampler import ResumableSampler
 from liafkd.engine.schedule import lr_factor
 
@@ -316,6 +316,7 @@ class Trainer:
             self.cfg.data.augment,
             self.device,
             batch_size=self.cfg.data.batch_size,
+            kitti=is_kitti_format(self.cfg.data.val),
         )
         return metrics
 
@@ -386,9 +387,12 @@ def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)
-    } | ({"per_class": metrics["per_class"]} if "per_class" in metrics else {})
+    """What is worth logging: finite scalars, plus the per-class and KITTI tables."""
+    out = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
+    for table in ("per_class", "kitti"):
+        if table in metrics:
+            out[table] = metrics[table]
+    return out
 
 
 def _print_epoch(record: dict[str, Any]) -> None:

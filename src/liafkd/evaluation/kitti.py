@@ -258,7 +258,7 @@ def frames_from_records(index: Any) -> list[KittiFrame]:
                     [rec.attrs.get("occluded", np.zeros(n)), np.zeros(n_ignore)]
                 ),
                 bbox=np.concatenate([rec.boxes_xyxy, rec.ignore_boxes_xyxy]).astype(np.float64),
-                image_id=str(rec.image_id),
+                image_id=image_id_str(rec.image_id),
             )
         )
     return frames

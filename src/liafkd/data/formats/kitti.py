@@ -164,7 +164,11 @@ def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
         if size is None:
             continue
         objects = _read_objects(label_path, problems)
-        raw_images.append(RawImage(image_path, size[0], size[1], objects, str(label_path)))
+        # numeric KITTI stems are the image ids, so result files keep the stems' names
+        image_id = int(stem) if stem.isdigit() else None
+        raw_images.append(
+            RawImage(image_path, size[0], size[1], objects, str(label_path), image_id=image_id)
+        )
     class_names = cfg.classes or DEFAULT_CLASSES
     if not cfg.ignore_classes:
         ignore = [name for name in DEFAULT_IGNORE_CLASSES if name not in class_names]
