@@ -76,6 +76,7 @@ class ModelConfig(StrictModel):
     depth: Literal[18, 34, 50, 101] = 18
     width: int = 64  # ResNet stem width; 64 is torchvision's, smaller for CPU models
     pretrained: str | None = None  # local torchvision-format ResNet state dict
+    pretrained_allow_missing: bool = False  # start even if that file lacks backbone weights
     fpn_channels: int = 256
     head_convs: int = 4
     head_channels: int = 256

@@ -25,6 +25,22 @@ MethodName = Literal["none", "mimic", "fgd", "aid", "ld", "liaf", "liaf+ld"]
 class TeacherConfig(StrictModel):
     config: str  # the teacher's experiment YAML (its `model` block builds the detector)
     checkpoint: str  # its trained weights (torch.load with weights_only=True)
+    # start even when the checkpoint lacks some of the teacher's weights (they stay random)
+    allow_missing: bool = False
+
+
+class ChecksConfig(StrictModel):
+    """Guardrails run before training (liafkd.engine.guardrails). The teacher's classes
+    and weights are always checked; these switch the costlier checks."""
+
+    enabled: bool = True  # False skips teacher_sanity and step_health
+    teacher_sanity: bool = True  # evaluate the teacher on a few validation batches
+    teacher_batches: int = Field(default=4, ge=1)
+    # a loaded teacher on its own classes scores far above this even on a few images;
+    # a wrong checkpoint, class order or normalisation scores about 0
+    min_teacher_ap50: float = Field(default=0.01, ge=0, le=1)
+    step_health: bool = True  # one real batch: every term finite, non-zero, with gradient
+    allow_zero: list[str] = Field(default_factory=list)  # terms allowed to be exactly 0
 
 
 class MimicConfig(StrictModel):
@@ -85,6 +101,7 @@ class DistillConfig(StrictModel):
     aid: AIDConfig = Field(default_factory=AIDConfig)
     ld: LDConfig = Field(default_factory=LDConfig)
     liaf: LIAFConfig = Field(default_factory=LIAFConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
     @model_validator(mode="after")
     def _teacher_needed(self) -> DistillConfig:
@@ -111,9 +128,11 @@ def load_distill_config(
     cfg = validate(_DistillSection, {"distill": raw}, source).distill
     if cfg.teacher is not None and base_dir is not None:
         base = Path(base_dir)
-        cfg.teacher = TeacherConfig(
-            config=str(_resolve(cfg.teacher.config, base)),
-            checkpoint=str(_resolve(cfg.teacher.checkpoint, base)),
+        cfg.teacher = cfg.teacher.model_copy(
+            update={
+                "config": str(_resolve(cfg.teacher.config, base)),
+                "checkpoint": str(_resolve(cfg.teacher.checkpoint, base)),
+            }
         )
     return cfg
 
