@@ -340,6 +340,7 @@ class Trainer:
                 signal.signal(sig, handler)
 
     def _fit(self) -> dict[str, Any]:
+        tic = time.perf_counter()
         sched = self.cfg.train.schedule
         last_val: dict[str, Any] = {}
         for epoch in range(self.state.epoch, sched.epochs):
@@ -373,6 +374,7 @@ class Trainer:
             "best_AP": self.state.best_metric,
             "steps": self.state.step,
             "nonfinite_steps": self.state.nonfinite_total,
+            "wall_time_s": time.perf_counter() - tic,  # this invocation (a resume counts anew)
         }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
