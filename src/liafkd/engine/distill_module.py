@@ -3,11 +3,14 @@
 The teacher is stored outside the module tree (not a registered submodule), so it
 is in neither `parameters()` nor `state_dict()`: the optimizer never sees it and
 checkpoints never hold it. It stays in eval mode and runs under torch.no_grad().
+Under torchrun, DistributedDataParallel wraps this module (student and distiller
+together) and each process runs its own copy of the teacher.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from liafkd.distill.distiller import Distiller
+from liafkd.engine.distributed import all_gather_objects, context
 
 
 class DistillTrainModule(nn.Module):
+    # adapters and selectors get no gradient in a step whose batch gives them nothing
+    # to do (e.g. no instances), so DistributedDataParallel must look for unused ones
+    ddp_find_unused_parameters = True
+
     def __init__(self, student: nn.Module, teacher: nn.Module, distiller: Distiller) -> None:
         super().__init__()
         self.student = student
@@ -57,7 +65,8 @@ class DistillTrainModule(nn.Module):
 
     def _collect_instances(self, targets: list[dict[str, Any]]) -> None:
         """This step's per-instance weights with image id and the data's attributes
-        (occlusion, truncation, ...). `size` is sqrt(area) in original-image pixels."""
+        (occlusion, truncation, ...). `size` is sqrt(area) in original-image pixels; `box` is
+        in training-input pixels, `box_orig` in original-image pixels."""
         rows = self.distiller.instance_records()
         starts = [0]
         for t in targets:
@@ -69,19 +78,53 @@ class DistillTrainModule(nn.Module):
             sy, sx = target.get("scale", (1.0, 1.0))
             row["image_id"] = int(target["image_id"])
             row["size"] = float(row["size"]) / float((sy * sx) ** 0.5)
+            # original-image pixels, still mirrored when the sample was flipped
+            scales = (sx, sy, sx, sy)
+            row["box_orig"] = [round(v / s, 2) for v, s in zip(row["box"], scales, strict=True)]
             for name, values in target.get("attrs", {}).items():
                 row[name] = float(values[local])
             self._instance_rows.append(row)
 
     def end_epoch(self, epoch: int, out_dir: Path) -> dict[str, float]:
-        """Write this epoch's per-instance dump; return the weight statistics."""
-        stats = self.distiller.stats()
-        if self._instance_rows:
+        """Write this epoch's per-instance dump; return the weight statistics. Under
+        torchrun every process calls this: the rows and statistics of all processes
+        are gathered and rank 0 writes the dump."""
+        stats = merge_weight_stats(all_gather_objects(self.distiller.stats()))
+        rows = [row for part in all_gather_objects(self._instance_rows) for row in part]
+        if rows and context().is_main:
             dump = out_dir / "instances" / f"epoch_{epoch}.jsonl"
             dump.parent.mkdir(parents=True, exist_ok=True)
             with dump.open("w") as f:
-                for row in self._instance_rows:
+                for row in rows:
                     f.write(json.dumps(row) + "\n")
         self._instance_rows = []
         self.distiller.reset_stats()
         return stats
+
+
+def merge_weight_stats(parts: list[dict[str, float]]) -> dict[str, float]:
+    """One process's statistics from several (`WeightLog.summary` of each): mean, std,
+    min and max over all their instances exactly; other entries (entropies, which are
+    means over equally many batches per process) averaged over the processes."""
+    parts = [p for p in parts if p]
+    if len(parts) <= 1:
+        return parts[0] if parts else {}
+    counts = [p["num_instances"] for p in parts]
+    total = sum(counts)
+    mean = sum(n * p["weight_mean"] for n, p in zip(counts, parts, strict=True)) / total
+    spread = sum(
+        n * (p["weight_std"] ** 2 + (p["weight_mean"] - mean) ** 2)
+        for n, p in zip(counts, parts, strict=True)
+    )
+    merged = {
+        key: sum(p[key] for p in parts if key in p) / sum(key in p for p in parts)
+        for key in dict.fromkeys(k for p in parts for k in p)
+    }
+    merged.update(
+        weight_mean=mean,
+        weight_std=math.sqrt(spread / total),
+        weight_min=min(p["weight_min"] for p in parts),
+        weight_max=max(p["weight_max"] for p in parts),
+        num_instances=total,
+    )
+    return merged
