@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from liafkd.distill.distiller import Distiller
 from liafkd.engine.distributed import all_gather_objects, context
 
+WEIGHT_MOMENTS = {"num_instances", "weight_mean", "weight_std", "weight_min", "weight_max"}
+
 
 class DistillTrainModule(nn.Module):
     # adapters and selectors get no gradient in a step whose batch gives them nothing
@@ -103,12 +105,18 @@ class DistillTrainModule(nn.Module):
 
 
 def merge_weight_stats(parts: list[dict[str, float]]) -> dict[str, float]:
-    """One process's statistics from several (`WeightLog.summary` of each): mean, std,
-    min and max over all their instances exactly; other entries (entropies, which are
+    """One set of statistics from several processes' (`WeightLog.summary` of each):
+    mean, std, min and max over all their instances exactly; other entries (entropies,
     means over equally many batches per process) averaged over the processes."""
     parts = [p for p in parts if p]
     if len(parts) <= 1:
         return parts[0] if parts else {}
+    merged = {
+        key: sum(p[key] for p in parts if key in p) / sum(key in p for p in parts)
+        for key in dict.fromkeys(k for p in parts for k in p)
+    }
+    if not all(WEIGHT_MOMENTS <= p.keys() for p in parts):
+        return merged
     counts = [p["num_instances"] for p in parts]
     total = sum(counts)
     mean = sum(n * p["weight_mean"] for n, p in zip(counts, parts, strict=True)) / total
@@ -116,10 +124,6 @@ def merge_weight_stats(parts: list[dict[str, float]]) -> dict[str, float]:
         n * (p["weight_std"] ** 2 + (p["weight_mean"] - mean) ** 2)
         for n, p in zip(counts, parts, strict=True)
     )
-    merged = {
-        key: sum(p[key] for p in parts if key in p) / sum(key in p for p in parts)
-        for key in dict.fromkeys(k for p in parts for k in p)
-    }
     merged.update(
         weight_mean=mean,
         weight_std=math.sqrt(spread / total),

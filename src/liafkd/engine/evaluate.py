@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from liafkd.config import AugmentConfig
 from liafkd.data.records import DatasetIndex
+from liafkd.engine.distributed import all_gather_objects, broadcast_object, context, eval_shard
 
 
 @torch.no_grad()
@@ -21,10 +22,17 @@ def predict_dataset(
     batch_size: int = 8,
     progress: bool = True,
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """Detections per image id, boxes in the original image's pixels (xyxy)."""
+    """Detections per image id, boxes in the original image's pixels (xyxy). Under
+    torchrun each process predicts its own whole batches and every process gets all
+    the detections, in dataset order, identical to one process's."""
     from liafkd.data.dataset import build_loader
 
-    loader = build_loader(index, aug, batch_size=batch_size, train=False, num_workers=0, seed=0)
+    ctx = context()
+    shard = eval_shard(len(index.records), batch_size, ctx)
+    loader = build_loader(
+        index, aug, batch_size=batch_size, train=False, num_workers=0, seed=0, sampler=shard
+    )
+    progress = progress and ctx.is_main
     was_training = detector.training
     detector.eval()
     results: dict[int, dict[str, torch.Tensor]] = {}
@@ -42,7 +50,12 @@ def predict_dataset(
                 "labels": det["labels"].cpu(),
             }
     detector.train(was_training)
-    return results
+    if not ctx.enabled:
+        return results
+    merged: dict[int, dict[str, torch.Tensor]] = {}
+    for part in all_gather_objects(results):
+        merged.update(part)
+    return {rid: merged[rid] for rid in (int(r.image_id) for r in index.records)}
 
 
 def to_coco_results(dets: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
@@ -92,15 +105,18 @@ def evaluate_detector(
     kitti: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """COCO metrics (pycocotools), plus the official KITTI 2D metrics under "kitti"
-    when asked, and the detections in COCO results format."""
+    when asked, and the detections in COCO results format. Under torchrun rank 0 scores
+    the gathered detections once and every process returns its result."""
     from liafkd.evaluation.coco import evaluate_coco
 
     dets = predict_dataset(detector, index, aug, device, batch_size)
     coco_dets = to_coco_results(dets)
-    metrics = evaluate_coco(index, coco_dets)
-    if kitti:
-        metrics["kitti"] = kitti_metrics(index, dets)
-    return metrics, coco_dets
+    metrics = None
+    if context().is_main:
+        metrics = evaluate_coco(index, coco_dets)
+        if kitti:
+            metrics["kitti"] = kitti_metrics(index, dets)
+    return broadcast_object(metrics), coco_dets
 
 
 def is_kitti_format(ds_cfg) -> bool:

@@ -27,12 +27,21 @@ from tqdm import tqdm
 from liafkd.config import ExperimentConfig
 from liafkd.data.records import DatasetIndex
 from liafkd.engine.checkpoint import (
+    CheckpointError,
     epoch_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     rng_state,
     save_atomic,
     set_rng_state,
+)
+from liafkd.engine.distributed import (
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    context,
+    device_for,
+    wrap_for_training,
 )
 from liafkd.engine.evaluate import evaluate_detector, is_kitti_format
 from liafkd.engine.sampler import ResumableSampler
@@ -70,9 +79,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return device_for(name, context())
 
 
 def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -104,6 +111,7 @@ class Trainer:
         from liafkd.data.dataset import build_loader
 
         self.cfg = cfg
+        self.dist = context()
         self.device = resolve_device(cfg.train.device)
         self.module = train_module.to(self.device)
         self.train_index = train_index
@@ -111,7 +119,12 @@ class Trainer:
         self.out_dir = Path(cfg.output_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.extra_meta = extra_meta or {}
-        self.sampler = ResumableSampler(len(train_index.records), seed=cfg.train.seed)
+        self.sampler = ResumableSampler(
+            len(train_index.records),
+            seed=cfg.train.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
         self.loader = build_loader(
             train_index,
             cfg.data.augment,
@@ -121,6 +134,14 @@ class Trainer:
             seed=cfg.train.seed,
             sampler=self.sampler,
         )
+        # DistributedDataParallel over the student and distiller (the teacher is outside
+        # the module tree); the optimizer must see the parameters after SyncBN conversion
+        self.step_module = wrap_for_training(
+            self.module,
+            self.device,
+            sync_bn=cfg.train.sync_bn,
+            find_unused_parameters=getattr(train_module, "ddp_find_unused_parameters", False),
+        )
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg, trainable)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
@@ -129,6 +150,7 @@ class Trainer:
         )
         self.state = TrainState()
         self._stop_signal: int | None = None
+        self._stop_agreed = False  # some process received SIGTERM/SIGINT: all stop
         self._nonfinite_in_row = 0
 
     # --- persistence -------------------------------------------------------------
@@ -146,8 +168,10 @@ class Trainer:
         return {k: v for k, v in self.module.state_dict().items() if not k.startswith("student.")}
 
     def save(self, path: Path, full: bool = True) -> None:
+        """Every process calls this at the same point; rank 0 writes."""
         ckpt: dict[str, Any] = {"model": self.student_state(), "meta": self.meta()}
         if full:
+            rngs = all_gather_objects(rng_state())
             ckpt.update(
                 distiller=self.distiller_state(),
                 optimizer=self.optimizer.state_dict(),
@@ -158,9 +182,14 @@ class Trainer:
                 best_metric=self.state.best_metric,
                 nonfinite_total=self.state.nonfinite_total,
                 history=json.dumps(self.state.history),
-                rng=rng_state(),
+                rng=rngs[0],
+                world_size=self.dist.world_size,
             )
-        save_atomic(ckpt, path)
+            if self.dist.enabled:
+                ckpt["rng_per_rank"] = rngs
+        if self.dist.is_main:
+            save_atomic(ckpt, path)
+        barrier()
 
     def latest_checkpoint(self) -> Path | None:
         found = epoch_checkpoints(self.ckpt_dir)
@@ -168,6 +197,13 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
+        written_by = int(ckpt.get("world_size", 1))
+        if int(ckpt["batches_in_epoch"]) and written_by != self.dist.world_size:
+            raise CheckpointError(
+                f"{path}: written mid-epoch by {written_by} process(es); resume it with the "
+                f"same number (torchrun --nproc_per_node {written_by}) or from an epoch-end "
+                "checkpoint"
+            )
         self.module.student.load_state_dict(ckpt["model"])
         self.module.load_state_dict({**ckpt["distiller"], **_prefixed(ckpt["model"])}, strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -180,11 +216,17 @@ class Trainer:
             nonfinite_total=int(ckpt["nonfinite_total"]),
             history=json.loads(ckpt["history"]),
         )
-        set_rng_state(ckpt["rng"])
+        per_rank = ckpt.get("rng_per_rank")
+        if per_rank is not None and len(per_rank) == self.dist.world_size:
+            set_rng_state(per_rank[self.dist.rank])
+        else:
+            set_rng_state(ckpt["rng"])
         print(f"resumed from {path} (epoch {self.state.epoch}, step {self.state.step})")
 
     # --- the loop ----------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with (self.out_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -208,18 +250,20 @@ class Trainer:
         """One optimizer step; returns the loss terms, or None when skipped."""
         lr = self.set_lr()
         with self.autocast():
-            terms = self.module(images, targets)
+            terms = self.step_module(images, targets)
         loss = sum(terms.values())
-        if not torch.isfinite(loss):
+        nonfinite, self._stop_agreed, mean_terms = self._agree(loss, terms)
+        if nonfinite:
             self._nonfinite_in_row += 1
             self.state.nonfinite_total += 1
             self.optimizer.zero_grad(set_to_none=True)
             if self._nonfinite_in_row >= self.cfg.train.max_nonfinite:
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 ids = [int(t["image_id"]) for t in targets]
+                where = f"rank {self.dist.rank}, " if self.dist.enabled else ""
                 raise NonFiniteLossError(
                     f"{self._nonfinite_in_row} steps in a row with a non-finite loss "
-                    f"(step {self.state.step}): terms {values}, image ids {ids}"
+                    f"({where}step {self.state.step}): terms {values}, image ids {ids}"
                 )
             return None
         self._nonfinite_in_row = 0
@@ -234,16 +278,31 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.state.step += 1
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        values["loss"] = float(loss.detach())
+        values = dict(mean_terms)
+        values["loss"] = sum(mean_terms.values())
         values["lr"] = lr
         return values
+
+    def _agree(self, loss: Tensor, terms: dict[str, Tensor]) -> tuple[bool, bool, dict[str, float]]:
+        """(some process's loss is non-finite, some process was asked to stop, the loss
+        terms averaged over the processes): every process skips or stops together, or
+        DistributedDataParallel would wait forever for the others' gradients."""
+        local = [float(not torch.isfinite(loss)), float(self._stop_signal is not None)]
+        packed = torch.tensor(local + [float(v.detach()) for v in terms.values()])
+        if self.dist.enabled:
+            packed = all_reduce_sum(packed.to(self.device)).cpu()
+        means = (packed[2:] / self.dist.world_size).tolist()
+        return bool(packed[0] > 0), bool(packed[1] > 0), dict(zip(terms, means, strict=True))
 
     def mid_epoch_checkpoint(self, epoch: int) -> Path:
         path = self.ckpt_dir / f"epoch_{epoch + 1}_iter_{self.state.batches_in_epoch}.pt"
         self.save(path)
-        prune_checkpoints(self.ckpt_dir, keep=2)
+        self.prune()
         return path
+
+    def prune(self) -> None:
+        if self.dist.is_main:
+            prune_checkpoints(self.ckpt_dir, keep=2)
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], bool]:
         """Run (the rest of) epoch `epoch` (0-based): mean loss terms and timings, and
@@ -259,6 +318,7 @@ class Trainer:
             desc=f"epoch {epoch + 1}/{self.cfg.train.schedule.epochs}",
             dynamic_ncols=True,
             leave=False,
+            disable=not self.dist.is_main,
         )
         tic = time.perf_counter()
         seen = 0
@@ -287,9 +347,10 @@ class Trainer:
                             **values,
                         }
                     )
-            if self._stop_signal is not None:
+            if self._stop_agreed:
                 bar.close()
-                raise TrainingInterrupted(self._stop_signal, self.mid_epoch_checkpoint(epoch))
+                signum = self._stop_signal or signal.SIGTERM  # a rank that got no signal
+                raise TrainingInterrupted(signum, self.mid_epoch_checkpoint(epoch))
             if self.reached_max_steps():
                 break
             if ckpt_steps and self.state.step % ckpt_steps == 0 and values is not None:
@@ -362,10 +423,11 @@ class Trainer:
                     self.save(self.out_dir / "best.pt", full=False)
             self.state.history.append(record)
             self.log(record)
-            _print_epoch(record)
+            if self.dist.is_main:
+                _print_epoch(record)
             if (epoch + 1) % self.cfg.train.checkpoint_interval == 0 or done:
                 self.save(self.ckpt_dir / f"epoch_{epoch + 1}.pt")
-                prune_checkpoints(self.ckpt_dir, keep=2)
+                self.prune()
             if done:
                 break
         self.save(self.out_dir / "final.pt", full=False)
@@ -376,7 +438,8 @@ class Trainer:
             "nonfinite_steps": self.state.nonfinite_total,
             "wall_time_s": time.perf_counter() - tic,  # this invocation (a resume counts anew)
         }
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.dist.is_main:
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
 
