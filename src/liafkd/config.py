@@ -120,7 +120,8 @@ class TrainConfig(StrictModel):
     max_nonfinite: int = 5  # consecutive non-finite-loss steps (each skipped) before stopping
     max_steps: int | None = None  # stop early after this many optimizer steps (tests)
     log_interval: int = 10
-    device: str = "auto"
+    device: str = "auto"  # under torchrun, `auto`/`cuda` mean GPU LOCAL_RANK
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over all processes
 
 
 class ExperimentConfig(StrictModel):
