@@ -8,7 +8,7 @@ from liafkd.distill.adapters import Adapters
 from liafkd.distill.config import load_distill_config
 from liafkd.distill.distiller import Distiller, build_distiller
 from liafkd.distill.fgd import FGD, build_level_masks, instance_losses
-from liafkd.distill.registry import METHODS, build_method
+from liafkd.distill.registry import CROSS_HEAD_METHODS, METHODS, build_method
 from liafkd.distill.selector import alignment_scores
 from liafkd.models.outputs import DetectorOutput
 
@@ -145,7 +145,8 @@ def test_det_grads_through_non_identity_adapters(make_inputs):
         _call(distiller, inputs, student, teacher)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+# the cross-head methods need real head modules: tests/distill/test_crosskd.py
+@pytest.mark.parametrize("name", sorted(set(METHODS) - CROSS_HEAD_METHODS))
 def test_every_method_builds_runs_and_backpropagates(make_inputs, name):
     inputs = make_inputs()
     cfg = load_distill_config({"method": name, "teacher": TEACHER}, "x")

@@ -16,9 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "distill",
         help="train a student with a frozen teacher and a distillation method",
         description="Distil a teacher into a student. The config is a `train` config plus a "
-        "`distill:` block: method (none|mimic|fgd|aid|ld|liaf|liaf+ld), teacher "
-        "{config, checkpoint} and the method's options. The saved student holds only "
-        "the student; adapters and selectors live in the training checkpoints.",
+        "`distill:` block: method (none|mimic|fgd|aid|ld|pkd|crosskd|crosskd+pkd|liaf|"
+        "liaf+ld|liaf+crosskd), teacher {config, checkpoint}, `inherit: true` to start the "
+        "student's neck and head from the teacher's weights, and the method's options. The "
+        "saved student holds only the student; adapters and selectors live in the training "
+        "checkpoints.",
     )
     add_common_run_args(p)
     p.set_defaults(func=run)
@@ -34,6 +36,7 @@ def load_teacher(teacher_config: str, checkpoint: str, class_names: list[str]) -
 
 
 def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
+    from liafkd.distill.base import HeadPair
     from liafkd.distill.config import load_distill_config
     from liafkd.distill.distiller import build_distiller
     from liafkd.engine.build import build_student
@@ -46,11 +49,31 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
 
         return DetectorTrainModule(student)
     teacher = load_teacher(dcfg.teacher.config, dcfg.teacher.checkpoint, class_names)
+    if dcfg.inherit:
+        inherit_or_fail(student, teacher, source)
     teacher_channels = load_config(dcfg.teacher.config).model.fpn_channels
     distiller = build_distiller(
-        dcfg, cfg.model.fpn_channels, teacher_channels, num_levels=len(student.strides)
+        dcfg,
+        cfg.model.fpn_channels,
+        teacher_channels,
+        num_levels=len(student.strides),
+        heads=HeadPair(student.head, teacher.head),
     )
     return DistillTrainModule(student, teacher, distiller)
+
+
+def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None:
+    """`distill.inherit`: copy the teacher's matching neck/head tensors, print the report."""
+    from liafkd.config import ConfigError
+    from liafkd.distill.inherit import inherit_from_teacher
+
+    report = inherit_from_teacher(student, teacher)
+    print(report.summary())
+    if not report.copied:
+        raise ConfigError(
+            f"{source}: distill.inherit: no neck or head tensor of the teacher has the "
+            f"student's name and shape; nothing to inherit"
+        )
 
 
 def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:

@@ -14,11 +14,32 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from liafkd.models.outputs import AssignResult, HeadOutputs, InstanceState
+from liafkd.models.outputs import AssignResult, BranchFeats, HeadOutputs, InstanceState
 
 # What a method may ask the distiller for. "det_grads" costs one extra autograd pass
-# (the detection loss's gradient w.r.t. the student's FPN features).
-KNOWN_NEEDS = frozenset({"feats", "head", "assign", "instances", "det_grads"})
+# (the detection loss's gradient w.r.t. the student's FPN features). "head_branches"
+# (both heads' branch features at the method's `branch_cut`) and "teacher_head_module"
+# (the frozen teacher head itself, to run student features through it) serve CrossKD.
+KNOWN_NEEDS = frozenset(
+    {
+        "feats",
+        "head",
+        "assign",
+        "instances",
+        "det_grads",
+        "head_branches",
+        "teacher_head_module",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HeadPair:
+    """The student's head and the frozen teacher's head, for methods whose shapes depend
+    on both (CrossKD's adapters) and that run the teacher's head on student features."""
+
+    student: nn.Module
+    teacher: nn.Module
 
 
 @dataclass
@@ -39,6 +60,10 @@ class DistillInputs:
       mapped through the adapters' linear part (see Adapters.map_gradients), so that
       its inner product with a gradient taken w.r.t. the adapted features equals the
       chain-rule inner product on the raw features. Only when a method needs it.
+    student_branches / teacher_branches: each head's branch features after its first
+      `branch_cut` blocks (student with graph, teacher detached).
+    teacher_head_module: the frozen teacher head (eval mode, requires_grad False): a
+      module, not a tensor, so that student features can run through it with graph.
     """
 
     images_shape: tuple[int, int]
@@ -52,6 +77,9 @@ class DistillInputs:
     teacher_instances: InstanceState | None = None
     student_instances: InstanceState | None = None
     det_grads: list[Tensor] | None = None
+    student_branches: BranchFeats | None = None
+    teacher_branches: BranchFeats | None = None
+    teacher_head_module: nn.Module | None = None
 
     @property
     def batch_size(self) -> int:
@@ -87,9 +115,12 @@ class DistillMethod(nn.Module):
     forward(inputs) -> {"loss_<method>_<term>": scalar tensor, already weighted}.
     stats() -> instance-weight statistics accumulated since reset_stats().
     instance_records() -> per-instance rows of the latest forward (for dumps).
+    branch_cut: with need "head_branches", the number of head blocks after which the
+      engine keeps both heads' branch features (forward_train(..., branch_cut=)).
     """
 
     needs: frozenset[str] = frozenset()
+    branch_cut: int | None = None
 
     def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -1,12 +1,15 @@
 """The `distill:` block of an experiment config.
 
     distill:
-      method: liaf            # none | mimic | fgd | aid | ld | liaf | liaf+ld
+      method: liaf            # none | mimic | fgd | aid | ld | pkd | crosskd | crosskd+pkd
+                              # | liaf | liaf+ld | liaf+crosskd
       teacher: {config: teacher.yaml, checkpoint: teacher.pth}
+      inherit: false          # true: student neck + head start from the teacher's weights
       liaf: {alpha_fg: 0.001, selector: {objective: joint, lam: 0.5}}
 
-Only the block of the chosen method is used (`liaf+ld` uses `liaf` and `ld`); every
-block has defaults. Unknown keys fail with their full path, e.g.
+Only the block of the chosen method is used (`liaf+ld` uses `liaf` and `ld`,
+`crosskd+pkd` uses `crosskd` and `pkd`); every block has defaults. Unknown keys fail
+with their full path, e.g.
 `exp.yaml: distill.liaf.selector.lamb: unknown key (did you mean 'distill.liaf.selector.lam'?)`.
 """
 
@@ -19,7 +22,19 @@ from pydantic import Field, model_validator
 
 from liafkd.config import ConfigError, StrictModel, validate
 
-MethodName = Literal["none", "mimic", "fgd", "aid", "ld", "liaf", "liaf+ld"]
+MethodName = Literal[
+    "none",
+    "mimic",
+    "fgd",
+    "aid",
+    "ld",
+    "pkd",
+    "crosskd",
+    "crosskd+pkd",
+    "liaf",
+    "liaf+ld",
+    "liaf+crosskd",
+]
 
 
 class TeacherConfig(StrictModel):
@@ -70,6 +85,25 @@ class LDConfig(StrictModel):
     score_weighting: bool = True  # weight each location by the student's max class score
 
 
+class PKDConfig(StrictModel):
+    """PKD's (and CrossKD+PKD's) loss weight."""
+
+    weight: float = Field(default=6.0, ge=0)
+
+
+class CrossKDConfig(StrictModel):
+    """CrossKD's GFL R101 -> R50 defaults (see crosskd.py)."""
+
+    # head blocks the student's features pass before the teacher's head takes over;
+    # negative counts from the end of the teacher's head (-1: all but its last block)
+    cut: int = -1
+    weight_qfl: float = Field(default=1.0, ge=0)  # KD quality focal loss on cls scores
+    beta: float = Field(default=1.0, ge=0)  # its focusing exponent
+    weight_kl: float = Field(default=4.0, ge=0)  # KL on the box-edge distributions
+    temperature: float = Field(default=1.0, gt=0)  # of that KL
+    align_stats: bool = True  # give the bridged features the teacher's channel mean/std
+
+
 class SelectorConfig(StrictModel):
     objective: Literal["joint", "adversarial", "aligned"] = "joint"
     lam: float = Field(default=0.5, ge=0, le=1)  # weights stay >= 1 - lam
@@ -100,13 +134,18 @@ class DistillConfig(StrictModel):
     fgd: FGDConfig = Field(default_factory=FGDConfig)
     aid: AIDConfig = Field(default_factory=AIDConfig)
     ld: LDConfig = Field(default_factory=LDConfig)
+    pkd: PKDConfig = Field(default_factory=PKDConfig)
+    crosskd: CrossKDConfig = Field(default_factory=CrossKDConfig)
     liaf: LIAFConfig = Field(default_factory=LIAFConfig)
+    inherit: bool = False  # init the student's neck and head from the teacher (inherit.py)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
     @model_validator(mode="after")
     def _teacher_needed(self) -> DistillConfig:
         if self.method != "none" and self.teacher is None:
             raise ValueError(f"method '{self.method}' needs a `teacher` block (config, checkpoint)")
+        if self.inherit and self.teacher is None:
+            raise ValueError("inherit: true needs a `teacher` block to inherit from")
         return self
 
 

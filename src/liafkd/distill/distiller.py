@@ -9,6 +9,12 @@ under torch.no_grad) through `forward_train` on the same batch, then:
 
 `distiller.parameters()` (adapters, GcBlocks, selector) train with the student's
 optimizer; none of it is part of the exported student.
+
+Methods that run the student's head features through the teacher's head (CrossKD)
+need two more things: `forward_train(..., branch_cut=distiller.branch_cut)` on both
+detectors (so the heads keep their branch features), and the teacher's head module,
+given as `teacher_head`; the Distiller holds it as a plain reference, outside
+`parameters()` and `state_dict()`, and freezes its weights.
 """
 
 from __future__ import annotations
@@ -17,15 +23,20 @@ import torch
 from torch import Tensor, nn
 
 from liafkd.distill.adapters import Adapters
-from liafkd.distill.base import KNOWN_NEEDS, DistillInputs, DistillMethod
+from liafkd.distill.base import KNOWN_NEEDS, DistillInputs, DistillMethod, HeadPair
 from liafkd.distill.config import DistillConfig
 from liafkd.distill.registry import build_method
-from liafkd.models.outputs import DetectorOutput, InstanceState
+from liafkd.models.outputs import BranchFeats, DetectorOutput, InstanceState
 
 
 class Distiller(nn.Module):
     def __init__(
-        self, method: DistillMethod, student_channels: int, teacher_channels: int, num_levels: int
+        self,
+        method: DistillMethod,
+        student_channels: int,
+        teacher_channels: int,
+        num_levels: int,
+        teacher_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         unknown = method.needs - KNOWN_NEEDS
@@ -35,10 +46,20 @@ class Distiller(nn.Module):
         self.adapters: Adapters | None = None
         if "feats" in method.needs:
             self.adapters = Adapters(student_channels, teacher_channels, num_levels)
+        if "teacher_head_module" in method.needs:
+            if teacher_head is None:
+                raise ValueError(f"{type(method).__name__} needs teacher_head (the teacher's head)")
+            teacher_head.requires_grad_(False)
+        object.__setattr__(self, "teacher_head", teacher_head)  # not a submodule
 
     @property
     def needs(self) -> frozenset[str]:
         return self.method.needs
+
+    @property
+    def branch_cut(self) -> int | None:
+        """Pass as forward_train(..., branch_cut=) to student and teacher; None: not needed."""
+        return self.method.branch_cut if "head_branches" in self.needs else None
 
     def build_inputs(
         self,
@@ -69,7 +90,20 @@ class Distiller(nn.Module):
             inputs.student_instances = _detached_state(student.instances)
         if "det_grads" in needs:
             inputs.det_grads = self._det_grads(student.feats, det_loss)
+        if "head_branches" in needs:
+            inputs.student_branches = self._branches(student.branches, "student")
+            inputs.teacher_branches = self._branches(teacher.branches, "teacher").detach()
+        if "teacher_head_module" in needs:
+            inputs.teacher_head_module = self.teacher_head
         return inputs
+
+    def _branches(self, branches: BranchFeats | None, who: str) -> BranchFeats:
+        if branches is None or branches.cut != self.branch_cut:
+            raise ValueError(
+                f"{type(self.method).__name__} needs the {who}'s head branch features: run "
+                f"forward_train(..., branch_cut={self.branch_cut})"
+            )
+        return branches
 
     def _det_grads(self, feats: list[Tensor], det_loss: Tensor | None) -> list[Tensor]:
         """dL_det / dF_S (raw student features), mapped through the adapters."""
@@ -113,7 +147,13 @@ def _detached_state(state: InstanceState) -> InstanceState:
 
 
 def build_distiller(
-    cfg: DistillConfig, student_channels: int, teacher_channels: int, num_levels: int
+    cfg: DistillConfig,
+    student_channels: int,
+    teacher_channels: int,
+    num_levels: int,
+    heads: HeadPair | None = None,
 ) -> Distiller:
-    method = build_method(cfg, teacher_channels, num_levels)
-    return Distiller(method, student_channels, teacher_channels, num_levels)
+    """`heads` (student head, teacher head) is required by the cross-head methods."""
+    method = build_method(cfg, teacher_channels, num_levels, heads)
+    teacher_head = heads.teacher if heads is not None else None
+    return Distiller(method, student_channels, teacher_channels, num_levels, teacher_head)

@@ -3,6 +3,8 @@
     L = alpha * sum_i w_i * L_fg_i + beta_bg * bg + gamma * att (+ delta * glb)
         + beta_entropy * sum_i p_i log p_i (+ align_weight * L_align, `aligned` only)
         (+ sum over LD positives of w_{instance of p} * LD_p, `liaf+ld` only)
+        (+ CrossKD's qfl and kl with w_{instance of p} at each location p assigned to
+           an instance, 1 elsewhere, `liaf+crosskd` only; crosskd.py)
 L_fg_i, bg, att, glb as in fgd.py; w_i, p_i from the selector (selector.py).
 
 How the selector learns (`objective`):
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor
 
 from liafkd.distill.base import DistillInputs, WeightLog
+from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FocalImitation, build_level_masks, fg_bg_losses, instance_losses
 from liafkd.distill.ld import LocalizationDistillation
 from liafkd.distill.masks import LevelMasks
@@ -62,6 +65,7 @@ class LIAF(FocalImitation):
         canonical_size: float = 224.0,
         roi_size: int = 7,
         ld: LocalizationDistillation | None = None,
+        crosskd: CrossKD | None = None,
     ) -> None:
         super().__init__(channels, num_levels, temperature, gaussian_masks, delta_global > 0)
         if not 0.0 <= lam <= 1.0:
@@ -86,6 +90,10 @@ class LIAF(FocalImitation):
             needs.add("det_grads")
         if ld is not None:
             needs |= {"head", "assign"}
+        self.crosskd = crosskd
+        if crosskd is not None:
+            needs |= crosskd.needs
+            self.branch_cut = crosskd.branch_cut
         self.needs = frozenset(needs)
         self.weight_log = WeightLog()
 
@@ -105,6 +113,9 @@ class LIAF(FocalImitation):
         losses.update(selector_terms)
         if self.ld is not None:
             losses["loss_liaf_ld"] = self.ld.loss(inputs, self._location_weights(inputs, weights))
+        if self.crosskd is not None:
+            location_weights = self._location_weights(inputs, weights)
+            losses.update(self.crosskd.prediction_losses(inputs, location_weights))
         return losses
 
     def _select(

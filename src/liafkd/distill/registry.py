@@ -1,26 +1,49 @@
-"""Method name -> constructor, from a validated DistillConfig."""
+"""Method name -> constructor, from a validated DistillConfig.
+
+Every builder takes (cfg, teacher FPN channels, number of levels, heads); `heads`
+(the student's and the teacher's head modules) is needed by the cross-head methods
+only (CROSS_HEAD_METHODS) and may be None for the others.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from liafkd.distill.aid import AID
-from liafkd.distill.base import DistillMethod, NoDistill
+from liafkd.distill.base import DistillMethod, HeadPair, NoDistill
 from liafkd.distill.config import DistillConfig, LDConfig, LIAFConfig
+from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FGD
 from liafkd.distill.ld import LocalizationDistillation
 from liafkd.distill.liaf import LIAF
 from liafkd.distill.mimic import FeatureMimic
+from liafkd.distill.pkd import PKD
 
-Builder = Callable[[DistillConfig, int, int], DistillMethod]
+Builder = Callable[[DistillConfig, int, int, HeadPair | None], DistillMethod]
+
+CROSS_HEAD_METHODS = frozenset({"crosskd", "crosskd+pkd", "liaf+crosskd"})
 
 
 def _ld(cfg: LDConfig) -> LocalizationDistillation:
     return LocalizationDistillation(cfg.weight, cfg.temperature, cfg.score_weighting)
 
 
+def _crosskd(cfg: DistillConfig, heads: HeadPair | None, pkd: PKD | None) -> CrossKD:
+    if heads is None:
+        raise ValueError(
+            f"method '{cfg.method}' runs the student's head features through the teacher's "
+            f"head: build it with heads=HeadPair(student.head, teacher.head)"
+        )
+    options = cfg.crosskd.model_dump()
+    return CrossKD.from_heads(heads, options.pop("cut"), pkd=pkd, **options)
+
+
 def _liaf(
-    cfg: LIAFConfig, channels: int, num_levels: int, ld: LocalizationDistillation | None
+    cfg: LIAFConfig,
+    channels: int,
+    num_levels: int,
+    ld: LocalizationDistillation | None,
+    crosskd: CrossKD | None = None,
 ) -> LIAF:
     sel = cfg.selector
     return LIAF(
@@ -43,20 +66,29 @@ def _liaf(
         canonical_size=sel.canonical_size,
         roi_size=sel.roi_size,
         ld=ld,
+        crosskd=crosskd,
     )
 
 
 METHODS: dict[str, Builder] = {
-    "none": lambda cfg, channels, levels: NoDistill(),
-    "mimic": lambda cfg, channels, levels: FeatureMimic(cfg.mimic.weight),
-    "fgd": lambda cfg, channels, levels: FGD(channels, levels, **cfg.fgd.model_dump()),
-    "aid": lambda cfg, channels, levels: AID(channels, levels, **cfg.aid.model_dump()),
-    "ld": lambda cfg, channels, levels: _ld(cfg.ld),
-    "liaf": lambda cfg, channels, levels: _liaf(cfg.liaf, channels, levels, None),
-    "liaf+ld": lambda cfg, channels, levels: _liaf(cfg.liaf, channels, levels, _ld(cfg.ld)),
+    "none": lambda cfg, channels, levels, heads: NoDistill(),
+    "mimic": lambda cfg, channels, levels, heads: FeatureMimic(cfg.mimic.weight),
+    "fgd": lambda cfg, channels, levels, heads: FGD(channels, levels, **cfg.fgd.model_dump()),
+    "aid": lambda cfg, channels, levels, heads: AID(channels, levels, **cfg.aid.model_dump()),
+    "ld": lambda cfg, channels, levels, heads: _ld(cfg.ld),
+    "pkd": lambda cfg, channels, levels, heads: PKD(cfg.pkd.weight),
+    "crosskd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, None),
+    "crosskd+pkd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, PKD(cfg.pkd.weight)),
+    "liaf": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, None),
+    "liaf+ld": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, _ld(cfg.ld)),
+    "liaf+crosskd": lambda cfg, channels, levels, heads: _liaf(
+        cfg.liaf, channels, levels, None, _crosskd(cfg, heads, None)
+    ),
 }
 
 
-def build_method(cfg: DistillConfig, teacher_channels: int, num_levels: int) -> DistillMethod:
+def build_method(
+    cfg: DistillConfig, teacher_channels: int, num_levels: int, heads: HeadPair | None = None
+) -> DistillMethod:
     """The method named by cfg.method; feature methods work in teacher channels."""
-    return METHODS[cfg.method](cfg, teacher_channels, num_levels)
+    return METHODS[cfg.method](cfg, teacher_channels, num_levels, heads)

@@ -48,11 +48,12 @@ class DistillTrainModule(nn.Module):
         return self
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        student_out = self.student.forward_train(images, targets)
+        cut = self.distiller.branch_cut  # CrossKD: keep both heads' branch features
+        student_out = self.student.forward_train(images, targets, branch_cut=cut)
         if not self.distiller.needs:
             return student_out.losses
         with torch.no_grad():
-            teacher_out = self.teacher.forward_train(images, targets)
+            teacher_out = self.teacher.forward_train(images, targets, branch_cut=cut)
         det_loss = sum(student_out.losses.values())
         kd_terms = self.distiller(
             student_out,

@@ -21,7 +21,13 @@ from liafkd.models.box_coder import decode_boxes, encode_distance_targets
 from liafkd.models.gfl_head import GFLHead
 from liafkd.models.losses import gfl_loss
 from liafkd.models.neck import FPN
-from liafkd.models.outputs import AssignResult, DetectorOutput, HeadOutputs, InstanceState
+from liafkd.models.outputs import (
+    AssignResult,
+    BranchFeats,
+    DetectorOutput,
+    HeadOutputs,
+    InstanceState,
+)
 
 GFL_STRIDES = (8, 16, 32, 64, 128)
 ANCHOR_SCALE = 8.0  # GFL: octave_base_scale 8, scales_per_octave 1
@@ -150,12 +156,21 @@ class GFL(nn.Module):
         instances = _instance_state(gt_boxes.shape[0], pos_gt, positive_loss, pos_scores)
         return losses, instances
 
-    def forward_train(self, images: Tensor, targets: list[Target]) -> DetectorOutput:
+    def forward_train(
+        self, images: Tensor, targets: list[Target], branch_cut: int | None = None
+    ) -> DetectorOutput:
+        """Losses and what distillation reads. branch_cut=k also keeps the head's branch
+        features after its first k blocks (the head runs once, split at k; same outputs)."""
         feats = self.extract_feats(images)
-        head = self.forward_head(feats)
+        branches = None
+        if branch_cut is None:
+            head = self.forward_head(feats)
+        else:
+            branches = BranchFeats(branch_cut, *self.head.branch_feats(feats, branch_cut))
+            head = self.head.forward_from(branches.cls_feats, branches.reg_feats, branch_cut)
         assign = self.compute_assign(head, images.shape[-2:], targets)
         losses, instances = self.loss(head, assign, targets)
-        return DetectorOutput(losses, feats, head, assign, instances)
+        return DetectorOutput(losses, feats, head, assign, instances, branches)
 
     # --- inference ---------------------------------------------------------------
 

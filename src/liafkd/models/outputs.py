@@ -74,11 +74,27 @@ class InstanceState:
 
 
 @dataclass
+class BranchFeats:
+    """The head's per-level cls and reg branch features after its first `cut` blocks
+    (kept by `forward_train(..., branch_cut=cut)` for CrossKD)."""
+
+    cut: int
+    cls_feats: list[Tensor]
+    reg_feats: list[Tensor]
+
+    def detach(self) -> BranchFeats:
+        return BranchFeats(
+            self.cut, [t.detach() for t in self.cls_feats], [t.detach() for t in self.reg_feats]
+        )
+
+
+@dataclass
 class DetectorOutput:
-    """What `Detector.forward_train` returns."""
+    """What `Detector.forward_train` returns (`branches` only when asked for)."""
 
     losses: dict[str, Tensor]
     feats: list[Tensor]
     head: HeadOutputs
     assign: AssignResult
     instances: InstanceState
+    branches: BranchFeats | None = None
