@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster and avoids oversubscription
 
@@ -14,3 +15,47 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (../shared/data beside the repo)")
     return SHARED_DATA
+
+
+TINY_MODEL = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
+
+
+def tiny_experiment(tmp_path: Path, name: str, **train) -> dict:
+    synth = {
+        "format": "synthetic",
+        "root": str(tmp_path / "synth"),
+        "synth_images": 12,
+        "synth_size": [96, 160],
+    }
+    return {
+        "name": name,
+        "output_dir": str(tmp_path / name),
+        "data": {
+            "train": {**synth, "split": "train"},
+            "val": {**synth, "split": "val"},
+            "augment": {"image_size": [96, 160]},
+            "batch_size": 3,
+        },
+        "model": dict(TINY_MODEL),
+        "train": {
+            "optim": {"type": "adamw", "lr": 0.001},
+            "schedule": {"epochs": 2, "warmup_iters": 2, "policy": "cosine"},
+            "log_interval": 1,
+            **train,
+        },
+    }
+
+
+def write_yaml(raw: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """Factory: writes a tiny synthetic experiment config and returns its path."""
+
+    def make(name: str = "run", **train) -> Path:
+        return write_yaml(tiny_experiment(tmp_path, name, **train), tmp_path / f"{name}.yaml")
+
+    return make
