@@ -26,21 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_teacher(teacher_config: str, checkpoint: str, class_names: list[str]) -> nn.Module:
-    """Build the teacher from its own config and load its weights strictly, frozen."""
-    from liafkd.engine.evaluate import load_detector
-
-    teacher_cfg: ExperimentConfig = load_config(teacher_config)
-    teacher = load_detector(teacher_cfg.model, checkpoint, class_names)
-    return teacher.eval().requires_grad_(False)
-
-
 def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
     from liafkd.distill.base import HeadPair
     from liafkd.distill.config import load_distill_config
     from liafkd.distill.distiller import build_distiller
     from liafkd.engine.build import build_student
     from liafkd.engine.distill_module import DistillTrainModule
+    from liafkd.engine.guardrails import load_teacher
 
     dcfg = load_distill_config(cfg.distill, source, base_dir=Path(source).resolve().parent)
     student = build_student(cfg.model, len(class_names))
@@ -48,7 +40,7 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
         from liafkd.engine.trainer import DetectorTrainModule
 
         return DetectorTrainModule(student)
-    teacher = load_teacher(dcfg.teacher.config, dcfg.teacher.checkpoint, class_names)
+    teacher = load_teacher(dcfg.teacher, class_names)  # stops on a wrong teacher
     if dcfg.inherit:
         inherit_or_fail(student, teacher, source)
     teacher_channels = load_config(dcfg.teacher.config).model.fpn_channels
@@ -79,6 +71,7 @@ def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None
 def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd distill` as a function: returns the run's summary."""
     from liafkd.engine.build import load_indices
+    from liafkd.engine.guardrails import complete_summary, run_checks
     from liafkd.engine.trainer import Trainer, seed_everything
 
     cfg = load_config(config, overrides)
@@ -88,7 +81,9 @@ def distill_student(config: str, overrides: list[str], resume: str | None = None
     trainer = Trainer(
         cfg, module, train_index, val_index, extra_meta={"distill_method": cfg.distill["method"]}
     )
+    checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
     summary = trainer.fit(resume=resolve_resume(resume, trainer))
+    summary = complete_summary(cfg.output_dir, summary, checks.teacher)
     print(f"done: {summary['final']} -> {cfg.output_dir}")
     return summary
 

@@ -53,6 +53,7 @@ def resolve_resume(arg: str | None, trainer) -> Path | None:
 def train_detector(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd train` as a function: returns the run's summary."""
     from liafkd.engine.build import build_student, load_indices
+    from liafkd.engine.guardrails import complete_summary, run_checks
     from liafkd.engine.trainer import DetectorTrainModule, Trainer, seed_everything
 
     cfg = load_config(config, overrides)
@@ -62,7 +63,9 @@ def train_detector(config: str, overrides: list[str], resume: str | None = None)
     train_index, val_index = load_indices(cfg)
     student = build_student(cfg.model, len(train_index.class_names))
     trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)
+    run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
     summary = trainer.fit(resume=resolve_resume(resume, trainer))
+    summary = complete_summary(cfg.output_dir, summary)
     print(f"done: {summary['final']} -> {cfg.output_dir}")
     return summary
 
