@@ -61,10 +61,10 @@ def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None
 
     report = inherit_from_teacher(student, teacher)
     print(report.summary())
-    if not report.copied:
+    if not report.copied_weights:  # biases and scales alone always match
         raise ConfigError(
-            f"{source}: distill.inherit: no neck or head tensor of the teacher has the "
-            f"student's name and shape; nothing to inherit"
+            f"{source}: distill.inherit: no neck or head weight of the teacher has the "
+            f"student's name and shape (other widths?); nothing worth inheriting"
         )
 
 
