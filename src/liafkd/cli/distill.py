@@ -71,20 +71,28 @@ def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None
 def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd distill` as a function: returns the run's summary."""
     from liafkd.engine.build import load_indices
+    from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks
     from liafkd.engine.trainer import Trainer, seed_everything
 
     cfg = load_config(config, overrides)
-    seed_everything(cfg.train.seed)  # model initialisation follows the seed
-    train_index, val_index = load_indices(cfg)
-    module = build_distill_module(cfg, config, train_index.class_names)
-    trainer = Trainer(
-        cfg, module, train_index, val_index, extra_meta={"distill_method": cfg.distill["method"]}
-    )
-    checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
-    summary = trainer.fit(resume=resolve_resume(resume, trainer))
-    summary = complete_summary(cfg.output_dir, summary, checks.teacher)
-    print(f"done: {summary['final']} -> {cfg.output_dir}")
+    with distributed_run(cfg.train.device):  # under torchrun: one process per GPU
+        seed_everything(cfg.train.seed)  # model initialisation follows the seed
+        with main_first():  # rank 0 generates synthetic data once
+            train_index, val_index = load_indices(cfg)
+        # every process holds its own frozen teacher; DDP wraps student + distiller
+        module = build_distill_module(cfg, config, train_index.class_names)
+        trainer = Trainer(
+            cfg,
+            module,
+            train_index,
+            val_index,
+            extra_meta={"distill_method": cfg.distill["method"]},
+        )
+        checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
+        summary = trainer.fit(resume=resolve_resume(resume, trainer))
+        summary = complete_summary(cfg.output_dir, summary, checks.teacher)
+        print(f"done: {summary['final']} -> {cfg.output_dir}")
     return summary
 
 

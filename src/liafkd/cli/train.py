@@ -40,10 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_resume(arg: str | None, trainer) -> Path | None:
+    from liafkd.engine.distributed import broadcast_object
+
     if arg is None:
         return None
     if arg == "latest":
-        latest = trainer.latest_checkpoint()
+        latest = broadcast_object(trainer.latest_checkpoint())  # rank 0's view for all
         if latest is None:
             print(f"no checkpoint in {trainer.ckpt_dir}; starting from scratch")
         return latest
@@ -53,20 +55,23 @@ def resolve_resume(arg: str | None, trainer) -> Path | None:
 def train_detector(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd train` as a function: returns the run's summary."""
     from liafkd.engine.build import build_student, load_indices
+    from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks
     from liafkd.engine.trainer import DetectorTrainModule, Trainer, seed_everything
 
     cfg = load_config(config, overrides)
     if cfg.distill is not None:
         raise ConfigError(f"{config}: has a `distill:` block; run it with `liafkd distill`")
-    seed_everything(cfg.train.seed)  # model initialisation follows the seed
-    train_index, val_index = load_indices(cfg)
-    student = build_student(cfg.model, len(train_index.class_names))
-    trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)
-    run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
-    summary = trainer.fit(resume=resolve_resume(resume, trainer))
-    summary = complete_summary(cfg.output_dir, summary)
-    print(f"done: {summary['final']} -> {cfg.output_dir}")
+    with distributed_run(cfg.train.device):  # under torchrun: one process per GPU
+        seed_everything(cfg.train.seed)  # model initialisation follows the seed
+        with main_first():  # rank 0 generates synthetic data once
+            train_index, val_index = load_indices(cfg)
+        student = build_student(cfg.model, len(train_index.class_names))
+        trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)
+        run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
+        summary = trainer.fit(resume=resolve_resume(resume, trainer))
+        summary = complete_summary(cfg.output_dir, summary)
+        print(f"done: {summary['final']} -> {cfg.output_dir}")
     return summary
 
 
