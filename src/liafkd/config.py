@@ -72,7 +72,10 @@ class DataConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    type: Literal["gfl"] = "gfl"
+    """`type`: gfl (ours), retinanet or fcos (torchvision's heads on our ResNet + FPN;
+    they ignore reg_max and atss_topk, and their heads keep the FPN width)."""
+
+    type: Literal["gfl", "retinanet", "fcos"] = "gfl"
     depth: Literal[18, 34, 50, 101] = 18
     width: int = 64  # ResNet stem width; 64 is torchvision's, smaller for CPU models
     pretrained: str | None = None  # local torchvision-format ResNet state dict
@@ -90,6 +93,15 @@ class ModelConfig(StrictModel):
     norm: Literal["gn", "bn"] = "gn"
     frozen_stages: int = -1  # mmdet meaning: -1 none, 0 stem, N stem + stages 1..N
     norm_eval: bool = False  # keep all backbone BatchNorms in eval mode (pretrained backbones)
+
+    @model_validator(mode="after")
+    def _torchvision_head_width(self) -> ModelConfig:
+        if self.type != "gfl" and self.head_channels != self.fpn_channels:
+            raise ValueError(
+                f"head_channels ({self.head_channels}) must equal fpn_channels "
+                f"({self.fpn_channels}) for {self.type}: torchvision's head keeps the FPN width"
+            )
+        return self
 
 
 class OptimConfig(StrictModel):

@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
     from liafkd.distill.base import HeadPair
+    from liafkd.distill.capabilities import check_detector_support
     from liafkd.distill.config import load_distill_config
     from liafkd.distill.distiller import build_distiller
     from liafkd.engine.build import build_student
@@ -35,6 +36,8 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
     from liafkd.engine.guardrails import load_teacher
 
     dcfg = load_distill_config(cfg.distill, source, base_dir=Path(source).resolve().parent)
+    teacher_model = load_config(dcfg.teacher.config).model if dcfg.teacher else None
+    check_detector_support(dcfg.method, cfg.model, teacher_model, source)  # before any build
     student = build_student(cfg.model, len(class_names))
     if dcfg.teacher is None:  # only `none` may omit it (validated): the student alone
         from liafkd.engine.trainer import DetectorTrainModule
