@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "liafkd.cli.kitti_eval",
     "liafkd.cli.train",
     "liafkd.cli.distill",
+    "liafkd.cli.import_mmdet",
     "liafkd.cli.doctor",
     "liafkd.cli.demo",
 ]
