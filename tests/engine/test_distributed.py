@@ -46,6 +46,7 @@ from liafkd.engine.sampler import ResumableSampler
 
 WORLD = 2
 BATCH = 2  # per process
+CLASSES = ["Car", "Pedestrian", "Cyclist"]  # the synthetic set's
 
 
 def torchrun(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
@@ -239,6 +240,37 @@ def test_one_rank_nonfinite_or_signalled_stops_every_rank_together(tiny_config, 
     # a mid-epoch checkpoint resumes only with as many processes as wrote it
     assert main(["train", str(cfg), "--resume", str(ckpt_path)]) == 2
     assert "nproc_per_node 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_distillation_under_torchrun_gathers_every_rank_instances(tiny_config, tmp_path):
+    """LIAF (adapters and selector inside DDP, the teacher outside it on each rank) for
+    one epoch: the instance dump written by rank 0 holds the instances of both ranks."""
+    teacher_yaml = edit_config(tiny_config("teacher"), model__norm_eval=True)
+    torch.manual_seed(1)  # a teacher unlike the student (seed 0), so the KD terms are not 0
+    teacher = build_student(load_config(teacher_yaml).model, 3).state_dict()
+    torch.save({"model": teacher, "meta": {"class_names": CLASSES}}, tmp_path / "teacher.pt")
+    cfg = edit_config(
+        tiny_config("liaf"),
+        data__batch_size=BATCH,
+        model__norm_eval=True,
+        train__schedule__epochs=1,
+        distill={
+            "method": "liaf",
+            "teacher": {"config": str(teacher_yaml), "checkpoint": str(tmp_path / "teacher.pt")},
+            "checks": {"min_teacher_ap50": 0.0},
+        },
+    )
+    done = torchrun("-m", "liafkd", "distill", str(cfg))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    rows = (tmp_path / "liaf" / "instances" / "epoch_1.jsonl").read_text().splitlines()
+    dumped = {json.loads(row)["image_id"] for row in rows}
+    train = load_index(load_config(cfg).data.train, "data.train")
+    assert dumped == {r.image_id for r in train.records if r.num_instances}
+    ckpt = load_checkpoint(tmp_path / "liaf" / "checkpoints" / "epoch_1.pt")
+    assert any("selector" in key for key in ckpt["distiller"])
+    assert not any(key.startswith("teacher") for key in ckpt["distiller"])
 
 
 # ------------------------------------------------------------------ in-process units
