@@ -59,3 +59,27 @@ def tiny_config(tmp_path: Path):
         return write_yaml(tiny_experiment(tmp_path, name, **train), tmp_path / f"{name}.yaml")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_distill_runs(tmp_path_factory) -> dict[str, Path]:
+    """Trained once per session: a tiny teacher and two students distilled from it with
+    `liaf` and with `none`. {"teacher" | "liaf" | "none": the run's config}; each run's
+    output_dir holds final.pt (and the liaf run its instance dumps)."""
+    from liafkd.cli.distill import distill_student
+    from liafkd.cli.train import train_detector
+
+    root = tmp_path_factory.mktemp("tiny_distill")
+    teacher = write_yaml(tiny_experiment(root, "teacher"), root / "teacher.yaml")
+    train_detector(str(teacher), [])
+    configs = {"teacher": teacher}
+    for method in ("liaf", "none"):
+        raw = tiny_experiment(root, f"student_{method}")
+        raw["distill"] = {
+            "method": method,
+            "teacher": {"config": str(teacher), "checkpoint": str(root / "teacher" / "final.pt")},
+            "checks": {"teacher_sanity": False},  # a 2-epoch teacher scores about 0
+        }
+        configs[method] = write_yaml(raw, root / f"student_{method}.yaml")
+        distill_student(str(configs[method]), [])
+    return configs

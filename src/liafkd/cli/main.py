@@ -20,6 +20,9 @@ COMMAND_MODULES = [
     "liafkd.cli.import_mmdet",
     "liafkd.cli.doctor",
     "liafkd.cli.demo",
+    "liafkd.cli.export",
+    "liafkd.cli.predict",
+    "liafkd.cli.viz",
 ]
 
 

@@ -1,0 +1,72 @@
+"""`liafkd export CKPT`: the student alone as ONNX or TorchScript."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from liafkd.config import AugmentConfig, load_config
+
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained student to ONNX or TorchScript",
+        description="Export the student of a liafkd checkpoint (final.pt, best.pt): no "
+        "teacher, adapters or selector. `--nms outside` (default) gives a graph images "
+        "[B,3,H,W] -> scores [B,L,K], boxes [B,L,4] before NMS (post-process with "
+        "liafkd.export.postprocess or your own code); `--nms inside` gives one image "
+        "[1,3,H,W] -> boxes [N,4], scores [N], labels [N] after threshold and NMS. "
+        "A description (classes, preprocessing, outputs) is written beside it as OUT.json.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a liafkd checkpoint")
+    p.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", dest="fmt")
+    p.add_argument(
+        "--nms",
+        choices=["outside", "inside"],
+        default="outside",
+        help="post-processing (threshold + NMS) outside the graph (default) or inside it",
+    )
+    p.add_argument(
+        "--out", metavar="PATH", help="output file (default: CKPT with .onnx / .torchscript.pt)"
+    )
+    p.add_argument(
+        "--config",
+        metavar="CONFIG",
+        help="the run's experiment YAML, for the preprocessing written to OUT.json "
+        "(data.augment: image size, mean, std); defaults otherwise",
+    )
+    p.add_argument(
+        "--score-thr",
+        type=float,
+        metavar="T",
+        help="score threshold of the post-processing: in the graph with --nms inside, in "
+        "OUT.json otherwise (default: the model's, 0.05)",
+    )
+    p.set_defaults(func=run)
+
+
+def preprocessing(config: str | None) -> AugmentConfig:
+    """The evaluation preprocessing of a run's config, or the defaults (with a note)."""
+    if config:
+        return load_config(config).data.augment
+    aug = AugmentConfig()
+    print(
+        f"no --config: assuming the default preprocessing (image size {aug.image_size}, "
+        "ImageNet mean/std); pass the run's config if it used others"
+    )
+    return aug
+
+
+def run(args: argparse.Namespace) -> int:
+    from liafkd.export import export_student
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(SUFFIXES[args.fmt])
+    description = export_student(
+        args.checkpoint, out, args.fmt, args.nms, preprocessing(args.config), args.score_thr
+    )
+    outputs = ", ".join(f"{name} {shape}" for name, shape in description["outputs"].items())
+    print(f"{args.fmt} student ({args.nms} NMS): {out}\n  outputs: {outputs}\n  see {out}.json")
+    return 0

@@ -1,0 +1,184 @@
+"""`liafkd predict CKPT IMAGES...`: detections of a trained model on image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liafkd.config import ConfigError
+from liafkd.data.records import ImageRecord
+
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="detect objects in image files with a trained model",
+        description="Run the model of a liafkd checkpoint on images (files, or folders: "
+        "their image files, sorted by name) with the evaluation preprocessing. "
+        "--format coco (default) writes COCO results JSON (category_id = class index + 1; "
+        "image_id = the file stem's number when every stem is a distinct number, as the "
+        "KITTI reader's ids, else the position in the input order from 1) and, beside it, "
+        "OUT_images.json mapping each id to its file and size. --format kitti writes one "
+        "KITTI result file per image, named after the image's file stem.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a liafkd checkpoint (final.pt, best.pt)")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
+    p.add_argument("--format", choices=["coco", "kitti"], default="coco", dest="fmt")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="coco: the JSON file (default predictions.json); "
+        "kitti: the folder (default predictions_kitti)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="CONFIG",
+        help="the run's experiment YAML, for its preprocessing (data.augment); defaults otherwise",
+    )
+    p.add_argument(
+        "--score-thr",
+        type=float,
+        metavar="T",
+        help="keep detections scoring at least T (default: the model's, 0.05)",
+    )
+    p.add_argument(
+        "--draw", metavar="DIR", help="also write each image with its boxes to DIR/<stem>.png"
+    )
+    p.add_argument(
+        "--draw-thr",
+        type=float,
+        default=0.3,
+        metavar="T",
+        help="draw only detections scoring at least T (default 0.3)",
+    )
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(func=run)
+
+
+def collect_images(inputs: list[str]) -> list[Path]:
+    """Image files in the order given; a folder contributes its image files by name."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ConfigError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"{path}: no such file or folder")
+    return files
+
+
+def image_ids(files: list[Path]) -> list[int]:
+    """Each stem's number when all stems are distinct numbers (KITTI's 000123.png),
+    else the position in `files` from 1."""
+    numbers = [int(path.stem) for path in files if path.stem.isdigit()]
+    if len(numbers) == len(files) and len(set(numbers)) == len(numbers):
+        return numbers
+    return list(range(1, len(files) + 1))
+
+
+def image_records(files: list[Path]) -> list[ImageRecord]:
+    """One annotation-free record per file (ids from `image_ids`); reads each header."""
+    from PIL import Image
+
+    records = []
+    for image_id, path in zip(image_ids(files), files, strict=True):
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise ConfigError(f"{path}: cannot read image: {e}") from None
+        records.append(
+            ImageRecord(
+                image_id=image_id,
+                file_name=str(path.resolve()),
+                width=width,
+                height=height,
+                boxes_xyxy=np.zeros((0, 4), np.float32),
+                labels=np.zeros(0, np.int64),
+            )
+        )
+    return records
+
+
+def check_unique_stems(files: list[Path]) -> None:
+    repeated = sorted(s for s, n in Counter(path.stem for path in files).items() if n > 1)
+    if repeated:
+        raise ConfigError(
+            "--format kitti and --draw name their files after the image file stems, "
+            f"and these stems repeat: {', '.join(repeated[:5])}"
+        )
+
+
+def write_coco(out: Path, dets: dict[int, dict[str, Any]], records: list[ImageRecord]) -> Path:
+    """COCO results to `out`, the id -> file table to `out`'s stem + "_images.json"."""
+    from liafkd.engine.evaluate import to_coco_results
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(to_coco_results(dets)))
+    images = [
+        {"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height}
+        for r in records
+    ]
+    table = out.with_name(f"{out.stem}_images.json")
+    table.write_text(json.dumps(images, indent=1))
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from liafkd.cli.export import preprocessing
+    from liafkd.data.dataset import DataLoadError
+    from liafkd.data.records import DatasetIndex
+    from liafkd.engine.evaluate import predict_dataset
+    from liafkd.engine.trainer import resolve_device
+    from liafkd.export import load_student
+
+    files = collect_images(args.images)
+    if args.fmt == "kitti" or args.draw:
+        check_unique_stems(files)
+    stems = [path.stem for path in files]
+    records = image_records(files)
+    detector, meta = load_student(args.checkpoint, args.score_thr)
+    class_names = list(meta["class_names"])
+    aug = preprocessing(args.config)
+    device = resolve_device(args.device)
+    index = DatasetIndex(records, class_names)
+    try:
+        dets = predict_dataset(detector.to(device), index, aug, device, args.batch_size)
+    except DataLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    total = sum(len(d["scores"]) for d in dets.values())
+    if args.fmt == "coco":
+        out = Path(args.out or "predictions.json")
+        table = write_coco(out, dets, records)
+        print(f"{total} detections on {len(files)} images: {out} (image ids: {table})")
+    else:
+        from liafkd.evaluation.kitti import write_kitti_results
+
+        out = Path(args.out or "predictions_kitti")
+        write_kitti_results(out, stems, [dets[r.image_id] for r in records], class_names)
+        print(f"{total} detections on {len(files)} images: KITTI result files in {out}")
+    if args.draw:
+        from liafkd.viz import draw_detections
+
+        Path(args.draw).mkdir(parents=True, exist_ok=True)
+        for record, stem in zip(records, stems, strict=True):
+            draw_detections(
+                record.file_name, dets[record.image_id], class_names, args.draw_thr
+            ).save(Path(args.draw) / f"{stem}.png")
+        print(f"drawn (score >= {args.draw_thr}): {args.draw}")
+    return 0
