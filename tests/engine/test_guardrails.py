@@ -20,6 +20,7 @@ from liafkd.engine.guardrails import (
     TeacherState,
     load_teacher,
     loss_term_summary,
+    part_results,
     pretrained_result,
     sanity_result,
     step_health,
@@ -163,7 +164,7 @@ def test_teacher_that_would_train_fails(distill_config):
     assert "1 modules in train mode (head)" in teacher_frozen_result(state).detail
 
 
-def test_allow_zero_and_selector_terms():
+def test_term_and_part_verdicts_by_hand():
     probe = StepProbe(
         values={"loss_x": 0.0, "loss_liaf_align": 0.3},
         kd_names=["loss_x", "loss_liaf_align"],
@@ -173,6 +174,9 @@ def test_allow_zero_and_selector_terms():
     assert term_result(probe, "loss_x", None, []).status == "FAIL"
     assert term_result(probe, "loss_x", None, ["loss_x"]).status == "PASS"
     assert term_result(probe, "loss_liaf_align", None, []).status == "PASS"  # trains the selector
+    assert [(r.name, r.status) for r in part_results(probe)] == [("distiller selector", "PASS")]
+    probe.grads["loss_liaf_align"]["selector"] = 0.0
+    assert part_results(probe)[0].status == "FAIL"
 
 
 def test_pretrained_file_with_prefixed_keys_stops_train(tiny_config, tmp_path):

@@ -59,6 +59,9 @@ TERM_WEIGHTS = {
     "loss_liaf_entropy": "liaf.selector.entropy_beta",
     "loss_liaf_align": "liaf.selector.align_weight",
     "loss_liaf_ld": "ld.weight",
+    "loss_pkd": "pkd.weight",
+    "loss_crosskd_qfl": "crosskd.weight_qfl",
+    "loss_crosskd_kl": "crosskd.weight_kl",
 }
 # terms that train the selector alone (its inputs are detached from the student)
 SELECTOR_TERMS = frozenset({"loss_liaf_align"})
@@ -143,6 +146,8 @@ def read_teacher(teacher: TeacherConfig, class_names: list[str]) -> tuple[nn.Mod
     missing, unexpected = load_state_dict_reporting(
         detector, state, teacher.checkpoint, strict=False
     )
+    # BatchNorm's batch counter is no weight (older checkpoints lack it)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     load = TeacherLoad(
         checkpoint=teacher.checkpoint,
         trained_on=list(trained_on) if trained_on is not None else None,
@@ -553,15 +558,18 @@ def part_results(probe: StepProbe) -> list[CheckResult]:
     parts = sorted({g for norms in probe.grads.values() for g in norms} - {"student"})
     results = []
     for part in parts:
-        total = math.sqrt(sum(norms.get(part, 0.0) ** 2 for norms in probe.grads.values()))
-        if total > 0 and math.isfinite(total):
-            results.append(CheckResult(f"distiller {part}", "PASS", f"gradient norm {total:.3g}"))
+        norms = {term: by_part.get(part, 0.0) for term, by_part in probe.grads.items()}
+        if not all(math.isfinite(n) for n in norms.values()):
+            results.append(CheckResult(f"distiller {part}", "FAIL", f"non-finite gradient {norms}"))
+        elif any(n > 0 for n in norms.values()):
+            reaching = ", ".join(f"{t} {n:.3g}" for t, n in norms.items() if n > 0)
+            results.append(CheckResult(f"distiller {part}", "PASS", f"gradient from {reaching}"))
         else:
             results.append(
                 CheckResult(
                     f"distiller {part}",
                     "FAIL",
-                    f"gets gradient norm {total} from the distillation terms: it would not learn",
+                    "no distillation term sends it gradient: it would not learn",
                 )
             )
     return results
