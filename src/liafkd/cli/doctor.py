@@ -122,8 +122,8 @@ def diagnose(config: str, overrides: list[str]) -> list[CheckResult]:
     device = resolve_device(cfg.train.device)
     try:
         checks = collect_checks(cfg, config, module.to(device), train_index, val_index, device)
-    except (ValueError, RuntimeError) as e:  # the forward itself failed
-        return results + [CheckResult("step health", "FAIL", f"{type(e).__name__}: {e}")]
+    except (ValueError, RuntimeError) as e:  # an image, the evaluation or the forward failed
+        return results + [CheckResult("checks", "FAIL", f"{type(e).__name__}: {e}")]
     return results + checks.results
 
 
