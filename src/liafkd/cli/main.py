@@ -45,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from liafkd.config import ConfigError
+    from liafkd.data.dataset import DataLoadError
     from liafkd.engine.checkpoint import CheckpointError
     from liafkd.engine.trainer import NonFiniteLossError, TrainingInterrupted
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, DataLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:

@@ -12,7 +12,7 @@ from liafkd.data.records import DatasetIndex
 
 def load_index(ds_cfg: DatasetConfig, what: str) -> DatasetIndex:
     """Read a dataset, stop under `strict` before training, else report the drops."""
-    from liafkd.data.formats import enforce_policy, read_dataset
+    from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
 
     index = read_dataset(ds_cfg)
     enforce_policy(index, ds_cfg)
@@ -25,15 +25,20 @@ def load_index(ds_cfg: DatasetConfig, what: str) -> DatasetIndex:
             f"Run `liafkd data check` for the full list."
         )
     if not index.records:
-        raise ValueError(f"{what}: the dataset at {ds_cfg.root} (split {ds_cfg.split}) is empty")
+        raise DatasetError(
+            f"{what}: the dataset at {ds_cfg.root} (split {ds_cfg.split}) has no usable image"
+            + (f" ({len(index.problems)} data problems)" if index.problems else "")
+        )
     return index
 
 
 def load_indices(cfg: ExperimentConfig) -> tuple[DatasetIndex, DatasetIndex]:
+    from liafkd.data.formats import DatasetError
+
     train = load_index(cfg.data.train, "data.train")
     val = load_index(cfg.data.val, "data.val")
     if train.class_names != val.class_names:
-        raise ValueError(
+        raise DatasetError(
             f"data.train classes {train.class_names} differ from data.val classes {val.class_names}"
         )
     return train, val
