@@ -215,36 +215,19 @@ def test_ld_needs_equal_reg_max():
 # --------------------------------------------------------- distillation runs
 
 
-def tiny_experiment(tmp_path: Path, name: str, model: dict, **extra) -> Path:
-    synth = {"format": "synthetic", "root": str(tmp_path / "synth"), "synth_images": 12}
-    raw = {
-        "name": name,
-        "output_dir": str(tmp_path / name),
-        "data": {
-            "train": {**synth, "split": "train", "synth_size": [96, 160]},
-            "val": {**synth, "split": "val", "synth_size": [96, 160]},
-            "augment": {"image_size": [96, 160]},
-            "batch_size": 3,
-        },
-        "model": model,
-        "train": {
-            "optim": {"type": "adamw", "lr": 0.001},
-            "schedule": {"epochs": 1, "warmup_iters": 2, "policy": "cosine"},
-            "max_steps": 2,
-            "log_interval": 1,
-        },
-        **extra,
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
+def edit_config(path: Path, model: dict, **top) -> Path:
+    """Rewrite a `tiny_config` file with another model block and extra top-level keys."""
+    raw = yaml.safe_load(path.read_text())
+    raw["model"] = model
+    path.write_text(yaml.safe_dump(raw | top))
     return path
 
 
 @pytest.fixture
-def gfl_teacher(tmp_path) -> dict:
+def gfl_teacher(tiny_config, tmp_path) -> dict:
     """A tiny random GFL teacher (wider than the student) saved as a liafkd checkpoint."""
     model = TINY | {"width": 16, "fpn_channels": 24, "head_channels": 24}
-    config = tiny_experiment(tmp_path, "teacher", model)
+    config = edit_config(tiny_config("teacher"), model)
     torch.manual_seed(0)
     checkpoint = tmp_path / "teacher.pt"
     torch.save({"model": GFL(ModelConfig(**model), 3).state_dict(), "meta": {}}, checkpoint)
@@ -253,11 +236,11 @@ def gfl_teacher(tmp_path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["fgd", "liaf"])
-def test_retinanet_student_distils_from_gfl_teacher(tmp_path, gfl_teacher, method):
+def test_retinanet_student_distils_from_gfl_teacher(tiny_config, tmp_path, gfl_teacher, method):
     student = TINY | {"type": "retinanet"}
     # a random teacher detects nothing: skip the sanity check, keep the step-health one
     distill = {"method": method, "teacher": gfl_teacher, "checks": {"teacher_sanity": False}}
-    config = tiny_experiment(tmp_path, f"retina_{method}", student, distill=distill)
+    config = edit_config(tiny_config(f"retina_{method}", max_steps=2), student, distill=distill)
     assert main(["distill", str(config)]) == 0
     records = [
         json.loads(line) for line in (tmp_path / f"retina_{method}" / "metrics.jsonl").open()
@@ -269,10 +252,12 @@ def test_retinanet_student_distils_from_gfl_teacher(tmp_path, gfl_teacher, metho
     assert any(k.startswith("head.classification_head.") for k in final["model"])
 
 
-def test_ld_with_retinanet_student_is_refused_before_training(tmp_path, gfl_teacher, capsys):
+def test_ld_with_retinanet_student_is_refused_before_training(
+    tiny_config, tmp_path, gfl_teacher, capsys
+):
     student = TINY | {"type": "retinanet"}
     distill = {"method": "ld", "teacher": gfl_teacher}
-    config = tiny_experiment(tmp_path, "retina_ld", student, distill=distill)
+    config = edit_config(tiny_config("retina_ld"), student, distill=distill)
     assert main(["distill", str(config)]) == 2
     err = capsys.readouterr().err
     assert "distill.method 'ld' needs box_distributions" in err
