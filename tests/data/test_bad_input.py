@@ -1,12 +1,14 @@
 """Every kind of bad input has one defined outcome.
 
-Under the default `drop` policy the offending box or image is skipped, counted in
-`index.problems` and summarised when the run loads the data; under `policy: strict`
-loading stops with a DatasetError that names the file (and line, object or JSON key).
-Images without objects are kept and only reported (strict accepts them). What no
-policy can skip stops the command with a message and exit code 2: an empty dataset,
-a config with a wrong type or unknown key, a checkpoint of another architecture, and
-an image whose header reads but whose pixels do not (found only when loading it).
+Under the default `drop` policy the offending box or image is skipped (a box reaching
+past the border is clipped; an annotation's size that is not the image's gives way to
+the image's), counted in `index.problems` and summarised when the run loads the data;
+under `policy: strict` loading stops with a DatasetError that names the file (and line,
+object or JSON key). Images without objects are kept and only reported (strict accepts
+them). What no policy can skip stops the command with a message and exit code 2: an
+empty dataset, a config with a wrong type or unknown key, a checkpoint of another
+architecture, and an image whose header reads but whose pixels do not (found only when
+loading it).
 """
 
 import re
@@ -56,6 +58,11 @@ def missing_image(root: Path) -> DatasetConfig:
 def malformed_yolo_line(root: Path) -> DatasetConfig:
     make_yolo(root, {"a": "0 0.5 0.5 0.2 0.2\n0 0.5 x 0.2 0.2\n"}, ["car"])
     return DatasetConfig(format="yolo", root=str(root), names_file="names.yaml")
+
+
+def voc(root: Path, xml: str) -> DatasetConfig:
+    make_voc(root, {"a": xml})
+    return DatasetConfig(format="voc", root=str(root))
 
 
 def invalid_xml(root: Path) -> DatasetConfig:
@@ -133,6 +140,13 @@ CASES = {
         True,
         1,
     ),
+    "declared size not the image's": Case(
+        lambda r: voc(r, voc_xml([("dog", 1, 1, 20, 20)], width=640, height=480)),
+        "size_mismatch",
+        r"Annotations/a\.xml$",
+        False,
+        1,
+    ),
     "zero-area box": Case(
         lambda r: kitti(r, {"000000": [GOOD_KITTI, kitti_line("Car", (10, 10, 10, 30))]}),
         "zero_area_box",
@@ -164,6 +178,11 @@ def test_bad_input_is_a_counted_skip_or_a_strict_error(name, tmp_path, capsys):
 def test_clipped_box_keeps_the_part_inside(tmp_path):
     index = load_index(CASES["box partly outside (clipped)"].build(tmp_path), "data.train")
     assert index.records[0].boxes_xyxy.tolist()[1] == [100, 10, 120, 30]
+
+
+def test_size_of_the_image_not_of_the_annotation_is_used(tmp_path):
+    index = load_index(CASES["declared size not the image's"].build(tmp_path), "data.train")
+    assert (index.records[0].width, index.records[0].height) == (64, 48)
 
 
 def test_images_without_objects_are_kept_and_reported_even_under_strict(tmp_path, capsys):

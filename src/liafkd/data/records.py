@@ -17,7 +17,7 @@ class Problem:
 
     kind: a short stable tag, e.g. "zero_area_box", "box_outside_image",
     "unknown_class", "malformed_line", "missing_image", "unreadable_image",
-    "invalid_xml", "invalid_json", "no_objects".
+    "invalid_xml", "invalid_json", "no_objects", "size_mismatch".
     location: the file, with ":LINE" or "#object N" where one applies.
     dropped: True when the offending box (or image) was removed under the
     default `drop` policy; False for problems that are only reported.

@@ -21,6 +21,7 @@ from liafkd.data.formats.common import (
     RawImage,
     RawObject,
     assemble_index,
+    image_size,
     is_finite_number,
     mapped_names,
     probe_image,
@@ -102,8 +103,9 @@ def _read_image(
     if header_size is None:
         return None
     width, height = item.get("width"), item.get("height")
-    if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
-        width, height = header_size
+    given = _is_int(width) and _is_int(height) and width > 0 and height > 0
+    declared = (width, height) if given else None
+    width, height = image_size(declared, header_size, location, problems)
     return RawImage(image_path, width, height, [], location, image_id=item["id"])
 
 

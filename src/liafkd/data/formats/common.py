@@ -104,6 +104,24 @@ def probe_image(
     return int(width), int(height)
 
 
+def image_size(
+    declared: tuple[int, int] | None,
+    header: tuple[int, int],
+    location: str,
+    problems: list[Problem],
+) -> tuple[int, int]:
+    """The image's own (header) size. A different size in the annotation is reported
+    (size_mismatch) and not used: boxes are checked against the real image, and the
+    loader would refuse a record whose size is not the image's."""
+    if declared is not None and declared != header:
+        message = (
+            f"the annotation says {declared[0]}x{declared[1]}, the image is "
+            f"{header[0]}x{header[1]}; boxes are checked against the image"
+        )
+        problems.append(Problem("size_mismatch", location, message))
+    return header
+
+
 def is_finite_number(value: object) -> bool:
     """A JSON number that is finite (bools are not numbers here)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -14,6 +14,7 @@ from liafkd.data.formats.common import (
     RawObject,
     assemble_index,
     find_image,
+    image_size,
     mapped_names,
     parse_finite,
     probe_image,
@@ -65,7 +66,7 @@ def _declared_size(root_element: ET.Element) -> tuple[int, int] | None:
     try:
         width = int(float(_text(root_element, "size/width")))
         height = int(float(_text(root_element, "size/height")))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, nan, inf
         return None
     return (width, height) if width > 0 and height > 0 else None
 
@@ -94,7 +95,7 @@ def _read_annotation(xml_path: Path, image_dir: Path, problems: list[Problem]) -
     header_size = probe_image(image_path, location, problems, f"{image_dir}/{stem}.*")
     if header_size is None:
         return None
-    width, height = _declared_size(root_element) or header_size
+    width, height = image_size(_declared_size(root_element), header_size, location, problems)
     objects = []
     for number, element in enumerate(root_element.findall("object"), start=1):
         object_location = f"{location}#object {number}"
