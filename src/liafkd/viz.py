@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.colors import FuncNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 from torchvision.ops import box_iou
 from torchvision.transforms.v2.functional import to_pil_image
@@ -45,8 +46,9 @@ CLASS_COLOURS = [
     (188, 189, 34),
     (23, 190, 207),
 ]  # matplotlib's tab10
-WEIGHT_CMAP = "coolwarm"  # blue below the uniform weight 1, red above
+WEIGHT_CMAP = "coolwarm"  # blue below the uniform weight 1, white at 1, red above
 MATCH_IOU = 0.5  # a dump row and a GT box of the same class are one instance above this
+WEIGHT_TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
 OCCLUSION_LEVELS = {0: "fully visible", 1: "partly occluded", 2: "largely occluded", 3: "unknown"}
 
 
@@ -72,7 +74,7 @@ def draw_detections(
         for label, score in zip(labels, scores, strict=True)
     ]
     colours = [class_colour(int(label)) for label in labels]
-    drawn = draw_bounding_boxes(image, boxes, texts, colors=colours, width=2)
+    drawn = draw_bounding_boxes(image, boxes, texts, colors=colours, width=2, fill_labels=True)
     return to_pil_image(drawn)
 
 
@@ -157,7 +159,7 @@ def plot_weight_vs_instance(
     weights = column(rows, "weight")
     labels = column(rows, "label").astype(int)
     _scatter_by_class(size_ax, column(rows, "size"), weights, labels, class_names)
-    size_ax.set(xscale="log", xlabel="instance size sqrt(area) (original px)")
+    _log_x(size_ax, "instance size sqrt(area) (original px)")
     size_ax.set_ylabel("instance weight")
     size_ax.legend(fontsize=8, loc="best")
     _occlusion_panel(occ_ax, rows, weights)
@@ -199,7 +201,15 @@ def _loss_panel(ax, rows, weights, labels, class_names) -> None:
     loss = column(rows, "student_loss")
     assigned = loss > 0
     _scatter_by_class(ax, loss[assigned], weights[assigned], labels[assigned], class_names)
-    ax.set(xscale="log", xlabel=f"student loss ({int((~assigned).sum())} with 0 left out)")
+    _log_x(ax, f"student loss ({int((~assigned).sum())} with 0 left out)")
+
+
+def _log_x(ax, label: str) -> None:
+    """Log x axis with plain-number ticks at 1, 2, 5 x 10^k."""
+    ax.set(xscale="log", xlabel=label)
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _say(ax, text: str) -> None:
@@ -260,7 +270,8 @@ def plot_instance_images(
 ) -> Path:
     """A grid, one row per image and one column per epoch: the original image with its
     GT boxes coloured by their weight at that epoch (one colour scale, centred on the
-    uniform weight 1) and labelled with it; GT boxes without a dump row are dashed grey."""
+    uniform weight 1, log scale) and labelled with it; GT boxes without a dump row are
+    dashed grey."""
     records = {int(r.image_id): r for r in index.records}
     unknown = [i for i in image_ids if i not in records]
     if unknown:
@@ -288,7 +299,7 @@ def plot_instance_images(
             pixels = np.asarray(img.convert("RGB"))
         for ax, epoch in zip(row_axes, epochs, strict=True):
             ax.imshow(pixels)
-            _draw_gt(ax, record, matches[(epoch, image_id)], cmap, norm, index.class_names)
+            _draw_gt(ax, record, matches[(epoch, image_id)], cmap, norm)
             ax.set_title(f"image {image_id}, epoch {epoch}", fontsize=9)
             ax.set_axis_off()
     fig.colorbar(
@@ -296,38 +307,55 @@ def plot_instance_images(
         ax=axes.ravel().tolist(),
         label="instance weight",
         shrink=0.8,
+        ticks=_weight_ticks(norm),
+        format="{x:g}",
     )
     return _save(fig, path)
 
 
-def _draw_gt(ax, record: ImageRecord, weights: Mapping[int, float], cmap, norm, names) -> None:
-    for g, (box, label) in enumerate(zip(record.boxes_xyxy, record.labels, strict=True)):
+def _draw_gt(ax, record: ImageRecord, weights: Mapping[int, float], cmap, norm) -> None:
+    """Each GT box in its weight's colour with the weight above it; dashed grey without."""
+    for g, box in enumerate(record.boxes_xyxy):
         x1, y1, x2, y2 = (float(v) for v in box)
         weight = weights.get(g)
-        style = (
-            {"edgecolor": cmap(norm(weight)), "lw": 2.0}
-            if weight is not None
-            else {"edgecolor": "grey", "lw": 1.0, "ls": "--"}
-        )
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, **style))
-        text = f"{names[int(label)]} {weight:.2f}" if weight is not None else names[int(label)]
+        if weight is None:
+            style = {"edgecolor": "grey", "lw": 1.0, "ls": "--"}
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, **style))
+            continue
+        colour = cmap(norm(weight))
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, lw=2))
+        luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
         ax.text(
             x1,
             y1 - 1,
-            text,
+            f"{weight:.2f}",
             fontsize=6,
-            color="white",
+            color="black" if luminance > 0.6 else "white",
             va="bottom",
-            bbox={"facecolor": style["edgecolor"], "alpha": 0.7, "pad": 0.5, "lw": 0},
+            bbox={"facecolor": colour, "alpha": 0.8, "pad": 0.5, "lw": 0},
         )
 
 
-def _weight_norm(weights: Sequence[float]) -> Normalize:
-    """Colour scale over `weights`, centred on 1 when they straddle it."""
-    low, high = (min(weights), max(weights)) if weights else (1.0, 1.0)
-    if low < 1.0 < high:
-        return TwoSlopeNorm(vcenter=1.0, vmin=low, vmax=high)
-    return Normalize(vmin=min(low, 1.0) - 1e-3, vmax=max(high, 1.0) + 1e-3)
+def _weight_norm(weights: Sequence[float]) -> FuncNorm:
+    """Colour scale from the smallest to the largest weight, logarithmic on each side of
+    the uniform weight 1, which sits in the middle (white in WEIGHT_CMAP)."""
+    positive = [w for w in weights if w > 0]
+    low, high = min([0.99, *positive]), max([1.01, *positive])
+    down, up = -np.log(low), np.log(high)
+
+    def forward(w):
+        log_w = np.log(np.clip(w, low, high))
+        return np.where(log_w < 0, log_w / down, log_w / up)
+
+    def inverse(v):
+        return np.exp(np.where(v < 0, v * down, v * up))
+
+    return FuncNorm((forward, inverse), vmin=low, vmax=high)
+
+
+def _weight_ticks(norm: FuncNorm) -> list[float]:
+    inside = [t for t in WEIGHT_TICKS if norm.vmin * 1.15 < t < norm.vmax / 1.15]
+    return [round(norm.vmin, 2), *inside, round(norm.vmax, 2)]
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
