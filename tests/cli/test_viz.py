@@ -141,7 +141,9 @@ def test_tensorboard_events_hold_the_metrics(tiny_distill_runs, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     source = run_dir(tiny_distill_runs["liaf"])
-    log_dir = write_tensorboard(source, tmp_path / "tb")
+    write_tensorboard(source, tmp_path / "tb")
+    log_dir = write_tensorboard(source, tmp_path / "tb")  # a rerun replaces the events
+    assert len(list(log_dir.iterdir())) == 1
     events = EventAccumulator(str(log_dir), size_guidance={"histograms": 0})  # keep all
     events.Reload()
     rows = [json.loads(line) for line in (source / "metrics.jsonl").read_text().splitlines()]

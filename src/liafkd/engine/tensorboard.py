@@ -59,8 +59,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def write_tensorboard(run_dir: str | Path, log_dir: str | Path | None = None) -> Path | None:
     """Write the run's metrics (and instance-weight histograms) as TensorBoard events to
-    `log_dir` (default RUN_DIR/tensorboard); returns it, or None with a message when the
-    tensorboard package is absent."""
+    `log_dir` (default RUN_DIR/tensorboard), replacing event files written there before;
+    returns it, or None with a message when the tensorboard package is absent."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -74,6 +74,8 @@ def write_tensorboard(run_dir: str | Path, log_dir: str | Path | None = None) ->
     if not metrics.is_file():
         raise ValueError(f"{metrics}: not found; is {run_dir} a liafkd run folder?")
     log_dir = Path(log_dir) if log_dir else run_dir / "tensorboard"
+    for old in log_dir.glob("events.out.tfevents.*"):  # a rerun would show every point twice
+        old.unlink()
     with SummaryWriter(log_dir=str(log_dir)) as writer:
         for record in read_metrics(metrics):
             step, scalars = metric_scalars(record)
