@@ -233,13 +233,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _resolve_dataset_paths(raw: dict[str, Any], base: Path) -> None:
+def _resolve_against(node: Any, key: str, base: Path) -> None:
+    """Make `node[key]`, a path relative to the config file's folder `base`, absolute."""
+    if isinstance(node, dict) and isinstance(node.get(key), str):
+        path = Path(node[key]).expanduser()
+        node[key] = str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _resolve_input_paths(raw: dict[str, Any], base: Path) -> None:
+    """Dataset roots and pretrained weights (the teacher's paths: liafkd.distill.config);
+    output_dir stays relative to the working directory."""
+    data = raw.get("data")
     for split in ("train", "val"):
-        ds = raw.get("data", {}).get(split)
-        if isinstance(ds, dict) and isinstance(ds.get("root"), str):
-            root = Path(ds["root"]).expanduser()
-            if not root.is_absolute():
-                ds["root"] = str((base / root).resolve())
+        _resolve_against(data.get(split) if isinstance(data, dict) else None, "root", base)
+    _resolve_against(raw.get("model"), "pretrained", base)
 
 
 def validate(model: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
@@ -253,7 +260,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     """Read, override, resolve relative paths (against the config file) and validate."""
     path = Path(path)
     raw = apply_overrides(read_yaml(path), overrides or [])
-    _resolve_dataset_paths(raw, path.parent.resolve())
+    _resolve_input_paths(raw, path.parent.resolve())
     if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
         raw["output_dir"] = str(Path.cwd() / raw["output_dir"])
     return validate(ExperimentConfig, raw, str(path))

@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+
+from liafkd.engine.checkpoint import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class ResNetBackbone(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"pretrained backbone weights not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)  # weights_only: a file that runs code is refused
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise ValueError(f"{path}: expected a torchvision ResNet state dict of tensors")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
