@@ -36,7 +36,7 @@ from liafkd.config import AugmentConfig, ModelConfig
 from liafkd.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_reporting
 from liafkd.models.assigner import make_points
 from liafkd.models.box_coder import integral
-from liafkd.models.gfl import PRE_NMS_TOPK
+from liafkd.models.gfl import GFL, PRE_NMS_TOPK
 
 ONNX_OPSET = 17
 
@@ -65,13 +65,12 @@ def load_student(
     return detector.eval(), meta
 
 
-def _require_dense_head(detector: nn.Module) -> None:
-    needed = ("extract_feats", "forward_head", "strides", "reg_max", "num_classes", "cfg")
-    absent = [name for name in needed if not hasattr(detector, name)]
-    if absent:
+def _require_gfl(detector: nn.Module) -> None:
+    """The graphs decode GFL's box distributions; other heads decode differently."""
+    if not isinstance(detector, GFL):
         raise ValueError(
-            f"{type(detector).__name__} cannot be exported: the export wraps dense detectors "
-            f"with the GFL interface (it lacks {', '.join(absent)})"
+            f"liafkd export supports GFL students; this checkpoint holds a "
+            f"{type(detector).__name__} (use `liafkd predict` for it)"
         )
 
 
@@ -134,7 +133,7 @@ class DenseStudent(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        _require_dense_head(detector)
+        _require_gfl(detector)
         self.detector = detector
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,7 +149,7 @@ class StudentDetections(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        _require_dense_head(detector)
+        _require_gfl(detector)
         self.detector = detector
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -10,6 +10,7 @@ import yaml
 
 from liafkd.cli.main import main
 from liafkd.config import ModelConfig
+from liafkd.engine.build import build_student
 from liafkd.export import (
     DenseStudent,
     level_counts,
@@ -127,6 +128,19 @@ def test_export_refuses_a_file_without_a_model(tmp_path, capsys):
     torch.save({"state_dict": {}}, path)
     assert main(["export", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "not a liafkd model checkpoint" in capsys.readouterr().err
+
+
+def test_export_refuses_a_non_gfl_student(tmp_path, capsys):
+    model_cfg = ModelConfig(
+        type="retinanet", depth=18, width=8, fpn_channels=16, head_channels=16, head_convs=1
+    )
+    path = tmp_path / "retinanet.pt"
+    meta = {"class_names": ["a"], "model_cfg": model_cfg.model_dump(mode="json")}
+    torch.save({"model": build_student(model_cfg, 1).state_dict(), "meta": meta}, path)
+    assert main(["export", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "export supports GFL students; this checkpoint holds a TorchvisionRetinaNet" in (
+        capsys.readouterr().err
+    )
 
 
 def test_level_counts_of_a_96x160_input():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from liafkd.config import AugmentConfig, load_config
@@ -64,9 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.export import export_student
 
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(SUFFIXES[args.fmt])
-    description = export_student(
-        args.checkpoint, out, args.fmt, args.nms, preprocessing(args.config), args.score_thr
-    )
+    try:
+        description = export_student(
+            args.checkpoint, out, args.fmt, args.nms, preprocessing(args.config), args.score_thr
+        )
+    except ValueError as e:  # a student the graphs cannot wrap
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     outputs = ", ".join(f"{name} {shape}" for name, shape in description["outputs"].items())
     print(f"{args.fmt} student ({args.nms} NMS): {out}\n  outputs: {outputs}\n  see {out}.json")
     return 0
