@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format coco (default) writes COCO results JSON (category_id = class index + 1; "
         "image_id = the file stem's number when every stem is a distinct number, as the "
         "KITTI reader's ids, else the position in the input order from 1) and, beside it, "
-        "OUT_images.json mapping each id to its file and size. --format kitti writes one "
+        "a table of each id's file and size (predictions.json: predictions_images.json). "
+        "--format kitti writes one "
         "KITTI result file per image, named after the image's file stem.",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="a liafkd checkpoint (final.pt, best.pt)")
