@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "liafkd.cli.export",
     "liafkd.cli.predict",
     "liafkd.cli.viz",
+    "liafkd.cli.bench",
 ]
 
 

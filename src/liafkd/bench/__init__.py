@@ -1,0 +1,1 @@
+"""`liafkd bench`: methods x seeds x datasets, their report, and their cost."""

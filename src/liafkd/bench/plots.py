@@ -1,0 +1,190 @@
+"""The bench's figures (matplotlib, Agg, PNG), drawn from results.jsonl alone.
+
+Per dataset: AP per method with error bars (std over seeds, every seed a dot, the
+teacher and `none` as reference lines); validation AP over epochs per method (mean
+over seeds, band +- std); and for the methods that weight instances (LIAF, AID) the
+instance weight against instance size and against occlusion level, from the last
+epoch's weights pooled over seeds (mean +- std per bin).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from liafkd.bench.config import BASELINE  # noqa: E402
+from liafkd.bench.stats import pooled_moments, summarize  # noqa: E402
+
+if TYPE_CHECKING:
+    from liafkd.bench.report import BenchResults
+
+DPI = 120
+OCCLUSION_NAMES = {"0": "0 visible", "1": "1 partly", "2": "2 largely", "3": "3 unknown"}
+
+
+def write_plots(results: BenchResults, folder: Path) -> dict[str, dict[str, Path]]:
+    """{dataset: {figure kind: PNG path}} for every figure the results allow."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, dict[str, Path]] = {}
+    for dataset in results.datasets():
+        if dataset not in results.runs:
+            continue
+        figures = {
+            "AP per method": (plot_ap, folder / f"{dataset}_ap.png"),
+            "validation AP over epochs": (plot_curves, folder / f"{dataset}_val_ap.png"),
+            "instance weights": (plot_instance_weights, folder / f"{dataset}_instance_weights.png"),
+        }
+        for kind, (draw, path) in figures.items():
+            if draw(results, dataset, path):
+                written.setdefault(dataset, {})[kind] = path
+    return written
+
+
+def _save(fig, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_ap(results: BenchResults, dataset: str, path: Path) -> bool:
+    methods = results.methods(dataset)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 4))
+    for i, method in enumerate(methods):
+        per_seed = {s: v for s, v in results.values(dataset, method, "AP").items() if v is not None}
+        s = summarize(per_seed.values())
+        if s is None:
+            continue
+        color = "0.6" if method == BASELINE else f"C{i % 10}"
+        ax.bar(i, s.mean, yerr=s.std or 0.0, capsize=5, color=color, alpha=0.85)
+        ax.scatter([i] * len(per_seed), list(per_seed.values()), color="k", s=12, zorder=3)
+        ax.annotate(
+            f"{s.mean:.1f}",
+            (i, s.mean),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 3 + 20 * bool(s.std)),
+            textcoords="offset points",
+        )
+    base = summarize(results.values(dataset, BASELINE, "AP").values())
+    if base is not None:
+        ax.axhline(base.mean, color="0.4", linestyle=":", label="none (mean)")
+    teacher = results.teachers.get(dataset)
+    if teacher is not None and teacher["metrics"].get("AP") is not None:
+        ax.axhline(100 * teacher["metrics"]["AP"], color="C3", linestyle="--", label="teacher")
+    ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("COCO AP (%)")
+    ax.set_title(f"{results.name} / {dataset}: AP per method (mean ± std; dots: seeds)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_curves(results: BenchResults, dataset: str, path: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for i, method in enumerate(results.methods(dataset)):
+        by_epoch: dict[int, list[float]] = defaultdict(list)
+        for run in results.runs[dataset][method].values():
+            for point in run.get("epochs", []):
+                if point.get("AP") is not None:
+                    by_epoch[point["epoch"]].append(100 * point["AP"])
+        if not by_epoch:
+            continue
+        epochs = sorted(by_epoch)
+        stats = [summarize(by_epoch[e]) for e in epochs]
+        means = [s.mean for s in stats]
+        spread = [s.std or 0.0 for s in stats]
+        color = "0.4" if method == BASELINE else f"C{i % 10}"
+        ax.plot(epochs, means, marker="o", ms=3, color=color, label=method)
+        ax.fill_between(
+            epochs,
+            [m - d for m, d in zip(means, spread, strict=True)],
+            [m + d for m, d in zip(means, spread, strict=True)],
+            color=color,
+            alpha=0.15,
+        )
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation AP (%)")
+    ax.set_title(f"{results.name} / {dataset}: validation AP (mean over seeds, band ± std)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _weight_bins(results: BenchResults, dataset: str, method: str, key: str) -> dict[str, list]:
+    parts: dict[str, list] = defaultdict(list)
+    for run in results.runs[dataset][method].values():
+        summary = run.get("instance_weights") or {}
+        for label, moments in (summary.get(key) or {}).items():
+            parts[label].append(moments)
+    return parts
+
+
+def plot_instance_weights(results: BenchResults, dataset: str, path: Path) -> bool:
+    methods = [
+        m
+        for m in results.methods(dataset)
+        if any(r.get("instance_weights") for r in results.runs[dataset][m].values())
+    ]
+    if not methods:
+        return False
+    panels = [("by_size", "instance size sqrt(area), px")]
+    if any(_weight_bins(results, dataset, m, "by_occlusion") for m in methods):
+        panels.append(("by_occlusion", "occlusion level"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        labels = _bin_labels(results, dataset, methods, key)
+        offsets = _offsets(len(methods))
+        for k, method in enumerate(methods):
+            bins = _weight_bins(results, dataset, method, key)
+            xs, means, stds = [], [], []
+            for j, bin_label in enumerate(labels):
+                s = pooled_moments(bins.get(bin_label, []))
+                if s is None:
+                    continue
+                xs.append(j + offsets[k])
+                means.append(s.mean)
+                stds.append(s.std or 0.0)
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=method, color=f"C{k}")
+        names = [OCCLUSION_NAMES.get(b, b) for b in labels] if key == "by_occlusion" else labels
+        ax.set_xticks(range(len(labels)), names, rotation=20 if key == "by_size" else 0)
+        ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_xlabel(label)
+        ax.set_ylabel("instance weight (mean ± std)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{results.name} / {dataset}: instance weights, last epoch, seeds pooled")
+    return _save(fig, path)
+
+
+def _bin_labels(results: BenchResults, dataset: str, methods: list[str], key: str) -> list[str]:
+    """Bins that hold instances, in their natural order (size bins by lower edge)."""
+    labels = {
+        b
+        for m in methods
+        for b, parts in _weight_bins(results, dataset, m, key).items()
+        if sum(p["n"] for p in parts)
+    }
+    return sorted(labels, key=lambda b: float(b.split("-")[0]))
+
+
+def _offsets(count: int) -> list[float]:
+    """Small horizontal shifts so that the methods' error bars do not overlap."""
+    if count == 1:
+        return [0.0]
+    width = 0.3
+    return [-width / 2 + width * k / (count - 1) for k in range(count)]

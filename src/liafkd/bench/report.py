@@ -1,0 +1,469 @@
+"""report.md, report.html and the README section, from results.jsonl alone.
+
+Every figure comes from OUTPUT_DIR/results.jsonl (liafkd.bench.runner), so the
+reports of a committed bench can be regenerated anywhere:
+`liafkd bench report OUTPUT_DIR [--readme README.md]`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liafkd.bench.config import BASELINE
+from liafkd.bench.cost import FLOOR
+from liafkd.bench.runner import RESULTS_FILE, latest_by_key, read_results
+from liafkd.bench.stats import PairedDelta, Summary, paired_delta, summarize
+from liafkd.config import ConfigError
+
+COCO_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+KITTI_DIFFICULTIES = ("easy", "moderate", "hard")
+HEADLINE = "AP"
+# LIAF-KD's cost goals (the issue): step within 1.10x of the floor, and the
+# distillation losses plus the selector under 5% of the step
+GOAL_STEP_RATIO = 1.10
+GOAL_SHARE = 0.05
+NOISE_RULE = (
+    "Delta: per-seed differences to `none` on the same seed, mean +- std. Beyond noise "
+    "(yes/no): |mean| > 2 std / sqrt(n) and every seed's delta has the mean's sign; "
+    "undefined with one seed."
+)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+@dataclass
+class BenchResults:
+    bench: dict[str, Any]
+    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = field(default_factory=dict)
+    costs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.bench.get("name", "bench")
+
+    def datasets(self) -> list[str]:
+        names = list(self.bench.get("datasets", {}))
+        return names + [d for d in {**self.runs, **self.teachers} if d not in names]
+
+    def methods(self, dataset: str) -> list[str]:
+        """The bench's row order, then any other method found in the results."""
+        ordered = [m["name"] for m in self.bench.get("methods", [])]
+        found = list(self.runs.get(dataset, {}))
+        return [m for m in ordered if m in found] + [m for m in found if m not in ordered]
+
+    def values(self, dataset: str, method: str, metric: str) -> dict[int, float | None]:
+        """Per seed: a COCO metric in percent, or `kitti_<difficulty>` (mean over
+        classes of AP|R40, percent)."""
+        return {
+            seed: metric_value(run["metrics"], metric)
+            for seed, run in self.runs.get(dataset, {}).get(method, {}).items()
+        }
+
+
+def load_results(output_dir: Path) -> BenchResults:
+    path = Path(output_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: no results file (run `liafkd bench CONFIG` first)")
+    records = list(latest_by_key(read_results(path)).values())
+    benches = [r for r in records if r.get("kind") == "bench"]
+    results = BenchResults(bench=max(benches, key=lambda r: r["finished_at"]) if benches else {})
+    for record in records:
+        kind = record.get("kind")
+        if kind == "teacher":
+            results.teachers[record["dataset"]] = record
+        elif kind == "run":
+            by_method = results.runs.setdefault(record["dataset"], {})
+            by_method.setdefault(record["method"], {})[int(record["seed"])] = record
+        elif kind == "cost":
+            current = results.costs.get(record["dataset"])
+            if current is None or record["finished_at"] >= current["finished_at"]:
+                results.costs[record["dataset"]] = record
+    return results
+
+
+def metric_value(metrics: dict[str, Any], metric: str) -> float | None:
+    if metric.startswith("kitti_"):
+        kitti = metrics.get("kitti") or {}
+        classes = [c for c in kitti if isinstance(kitti[c], dict)]
+        difficulty = metric.removeprefix("kitti_")
+        if not classes:
+            return None
+        return sum(kitti[c][difficulty]["R40"] for c in classes) / len(classes)
+    value = metrics.get(metric)
+    return None if value is None else 100.0 * value
+
+
+def has_kitti(results: BenchResults, dataset: str) -> bool:
+    runs = results.runs.get(dataset, {})
+    return any(r["metrics"].get("kitti") for seeds in runs.values() for r in seeds.values())
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+def fmt_summary(s: Summary | None, digits: int = 1) -> str:
+    if s is None:
+        return "-"
+    if s.std is None:
+        return f"{s.mean:.{digits}f}"
+    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
+
+
+def fmt_delta(d: PairedDelta | None) -> str:
+    if d is None:
+        return "-"
+    if d.std is None:
+        return f"{d.mean:+.2f}"
+    return f"{d.mean:+.2f} ± {d.std:.2f}"
+
+
+def fmt_noise(d: PairedDelta | None) -> str:
+    if d is None or d.beyond_noise is None:
+        return "n/a"
+    return "yes" if d.beyond_noise else "no"
+
+
+def fmt_number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def metric_columns(results: BenchResults, dataset: str) -> list[tuple[str, str]]:
+    """(header, metric key) of the table's metric columns."""
+    columns = [(c, c) for c in COCO_COLUMNS]
+    if has_kitti(results, dataset):
+        columns += [(f"KITTI {d.capitalize()}", f"kitti_{d}") for d in KITTI_DIFFICULTIES]
+    return columns
+
+
+def delta_metrics(results: BenchResults, dataset: str) -> list[tuple[str, str]]:
+    deltas = [(f"Δ{HEADLINE}", HEADLINE)]
+    if has_kitti(results, dataset):
+        deltas.append(("ΔModerate", "kitti_moderate"))
+    return deltas
+
+
+def method_table(results: BenchResults, dataset: str) -> Table:
+    """mean ± std per method, deltas to `none` with the noise indicator, the teacher last."""
+    columns = metric_columns(results, dataset)
+    deltas = delta_metrics(results, dataset)
+    headers = ["method", "seeds"] + [h for h, _ in columns]
+    for header, _ in deltas:
+        headers += [header, "beyond noise"]
+    headers.append("train min/run")
+    rows = []
+    for method in results.methods(dataset):
+        seeds = results.runs[dataset][method]
+        row = [method, str(len(seeds))]
+        row += [
+            fmt_summary(summarize(results.values(dataset, method, m).values())) for _, m in columns
+        ]
+        for _, metric in deltas:
+            if method == BASELINE:
+                row += ["", ""]
+                continue
+            d = paired_delta(
+                results.values(dataset, method, metric), results.values(dataset, BASELINE, metric)
+            )
+            row += [fmt_delta(d), fmt_noise(d)]
+        minutes = summarize(r["timings"].get("train_s", 0) / 60 for r in seeds.values())
+        row.append(fmt_summary(minutes))
+        rows.append(row)
+    teacher = results.teachers.get(dataset)
+    if teacher is not None:
+        row = ["teacher (reference)", "1"]
+        row += [fmt_number(metric_value(teacher["metrics"], m)) for _, m in columns]
+        row += [""] * (2 * len(deltas))
+        row.append(fmt_number(teacher["timings"].get("train_s", 0) / 60))
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def cost_rows(cost: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, variant) in table order: `none` alone, the floor, then the methods."""
+    variants = cost["variants"]
+    order = [BASELINE, FLOOR] + [n for n in cost["order"] if n not in (BASELINE, FLOOR)]
+    labels = {BASELINE: "none (student alone)", FLOOR: "floor: none + teacher forward"}
+    return [(labels.get(name, name), variants[name]) for name in order if name in variants]
+
+
+def cost_table(cost: dict[str, Any]) -> Table:
+    variants = cost["variants"]
+    floor, alone = variants[FLOOR], variants[BASELINE]
+    headers = [
+        "variant",
+        "step ms",
+        "× floor",
+        "× none",
+        "peak MiB",
+        "mem × floor",
+        "KD share",
+        "goal (≤1.10× floor, share <5%)",
+    ]
+    rows = []
+    for label, v in cost_rows(cost):
+        share = v.get("distill_share")
+        rows.append(
+            [
+                label,
+                f"{v['step_ms']:.1f}",
+                f"{v['step_ms'] / floor['step_ms']:.3f}",
+                f"{v['step_ms'] / alone['step_ms']:.3f}",
+                f"{v['peak_mib']:.1f}",
+                f"{v['peak_mib'] / floor['peak_mib']:.3f}",
+                "-" if share is None else f"{100 * share:.1f}%",
+                goal_verdict(v, floor) if v.get("method", "").startswith("liaf") else "",
+            ]
+        )
+    return Table(headers, rows)
+
+
+def goal_verdict(variant: dict[str, Any], floor: dict[str, Any]) -> str:
+    ratio_ok = variant["step_ms"] / floor["step_ms"] <= GOAL_STEP_RATIO
+    share = variant.get("distill_share")
+    share_ok = share is not None and share < GOAL_SHARE
+    return "met" if ratio_ok and share_ok else "not met"
+
+
+def student_line(cost: dict[str, Any]) -> str:
+    s = cost["student"]
+    same = "identical for every method" if s["identical_across_methods"] else "DIFFERS by method"
+    h, w = s["image_shape"]
+    return (
+        f"Student: {s['params'] / 1e6:.2f} M parameters, {s['flops'] / 1e9:.2f} GFLOPs and "
+        f"{s['latency_ms']:.1f} ms per {h}x{w} image (predict, batch 1) — {same}."
+    )
+
+
+def cost_context(cost: dict[str, Any]) -> str:
+    h, w = cost["image_shape"]
+    return (
+        f"Measured on {cost['device']}, one fixed batch of {cost['batch_size']} at {h}x{w}: "
+        f"median of {cost['steps']} steps after {cost['warmup']} warm-up steps, variants "
+        f"taking turns over {cost['rounds']} rounds; memory: {cost['memory_method']}."
+    )
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def markdown_table(table: Table) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    out = [line(table.headers), "|" + "|".join(" --- " for _ in table.headers) + "|"]
+    out += [line(row) for row in table.rows]
+    return "\n".join(out)
+
+
+def html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class Section:
+    """One part of a report, rendered alike to Markdown and HTML."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[tuple[str, Table]] = field(default_factory=list)  # (caption, table)
+    images: list[tuple[str, str]] = field(default_factory=list)  # (alt, relative path)
+
+
+def report_sections(
+    results: BenchResults, plots: dict[str, dict[str, Path]], base: Path
+) -> list[Section]:
+    sections = []
+    for dataset in results.datasets():
+        section = Section(f"Dataset `{dataset}`")
+        info = results.bench.get("datasets", {}).get(dataset)
+        if info:
+            section.paragraphs.append(
+                f"Format {info['format']}; trained on split `{info['train_split']}`, "
+                f"evaluated on `{info['val_split']}`. COCO metrics and KITTI AP|R40 in percent."
+            )
+        if dataset in results.runs:
+            section.tables.append(
+                ("Accuracy (mean ± std over seeds)", method_table(results, dataset))
+            )
+            section.paragraphs.append(NOISE_RULE)
+        cost = results.costs.get(dataset)
+        if cost is not None:
+            section.tables.append(("Cost per training step", cost_table(cost)))
+            section.paragraphs += [cost_context(cost), student_line(cost)]
+        for kind, path in plots.get(dataset, {}).items():
+            section.images.append((f"{dataset}: {kind}", os.path.relpath(path, base)))
+        sections.append(section)
+    return sections
+
+
+def header_lines(results: BenchResults) -> list[str]:
+    bench = results.bench
+    lines = []
+    if bench.get("description"):
+        lines.append(bench["description"].strip())
+    seeds = bench.get("seeds")
+    if seeds:
+        lines.append(f"Seeds: {', '.join(str(s) for s in seeds)}.")
+    if bench.get("expected_wall_time"):
+        lines.append(f"Expected wall time: {bench['expected_wall_time']}.")
+    wall = measured_wall_time(results)
+    if wall:
+        lines.append(f"Measured training wall time (teacher and all runs): {wall / 60:.1f} min.")
+    versions = sorted({v for v in run_versions(results)})
+    if versions:
+        lines.append("Code: " + "; ".join(versions) + ".")
+    lines.append(f"Generated from `{RESULTS_FILE}` by `liafkd bench report`; do not edit by hand.")
+    return lines
+
+
+def measured_wall_time(results: BenchResults) -> float:
+    records = [*all_runs(results), *results.teachers.values()]
+    return sum(r["timings"].get("wall_s", 0.0) for r in records)
+
+
+def run_versions(results: BenchResults) -> list[str]:
+    """One description per run of the code and machine it ran on."""
+    out = []
+    for record in [*results.teachers.values(), *all_runs(results)]:
+        v = record.get("versions", {})
+        code = f"liafkd {v.get('liafkd')} ({v.get('git') or 'no git'})"
+        out.append(f"{code}, torch {v.get('torch')}, {v.get('device')}")
+    return out
+
+
+def all_runs(results: BenchResults) -> list[dict[str, Any]]:
+    return [r for d in results.runs.values() for m in d.values() for r in m.values()]
+
+
+def render_markdown(results: BenchResults, sections: list[Section]) -> str:
+    out = [f"# Bench `{results.name}`", ""] + [line + "\n" for line in header_lines(results)]
+    for section in sections:
+        out += [f"## {section.title}", ""]
+        for caption, table in section.tables:
+            out += [f"**{caption}**", "", markdown_table(table), ""]
+        out += [p + "\n" for p in section.paragraphs]
+        out += [f"![{alt}]({path})\n" for alt, path in section.images]
+    return "\n".join(out).rstrip() + "\n"
+
+
+HTML_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+tbody tr:nth-child(even) { background: #fafafa; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.caption { font-weight: bold; margin-top: 1em; }
+"""
+
+
+def render_html(results: BenchResults, sections: list[Section]) -> str:
+    title = html.escape(f"Bench {results.name}")
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>',
+        f"<style>{HTML_STYLE}</style></head><body>",
+        f"<h1>{title}</h1>",
+    ]
+    parts += [f"<p>{_inline_html(line)}</p>" for line in header_lines(results)]
+    for section in sections:
+        parts.append(f"<h2>{_inline_html(section.title)}</h2>")
+        for caption, table in section.tables:
+            parts += [f'<div class="caption">{html.escape(caption)}</div>', html_table(table)]
+        parts += [f"<p>{_inline_html(p)}</p>" for p in section.paragraphs]
+        parts += [
+            f'<p><img src="{html.escape(path)}" alt="{html.escape(alt)}"></p>'
+            for alt, path in section.images
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then turn Markdown `code` spans into <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def write_reports(output_dir: Path) -> dict[str, Path]:
+    """Plots, report.md and report.html in `output_dir`; returns their paths."""
+    from liafkd.bench.plots import write_plots
+
+    output_dir = Path(output_dir)
+    results = load_results(output_dir)
+    plots = write_plots(results, output_dir / "plots")
+    sections = report_sections(results, plots, output_dir)
+    md = output_dir / "report.md"
+    md.write_text(render_markdown(results, sections))
+    page = output_dir / "report.html"
+    page.write_text(render_html(results, sections))
+    return {"markdown": md, "html": page}
+
+
+# --- README section ----------------------------------------------------------------------
+
+
+def readme_section(results: BenchResults, output_dir: Path, readme_dir: Path) -> str:
+    """A compact results section: per dataset the accuracy table and the cost table,
+    with links into the full report (paths relative to the README)."""
+    link = os.path.relpath(Path(output_dir) / "report.md", readme_dir)
+    lines = [
+        f"Generated by `liafkd bench report {os.path.relpath(output_dir, readme_dir)}` from "
+        f"`{RESULTS_FILE}`; full report with plots: [{link}]({link}).",
+        "",
+    ]
+    for dataset in results.datasets():
+        if dataset in results.runs:
+            lines += [f"**{results.name} / {dataset}**: accuracy (mean ± std over seeds)", ""]
+            lines += [markdown_table(method_table(results, dataset)), ""]
+        cost = results.costs.get(dataset)
+        if cost is not None:
+            lines += [f"**{results.name} / {dataset}**: cost per training step", ""]
+            lines += [markdown_table(cost_table(cost)), "", student_line(cost), ""]
+    lines.append(NOISE_RULE)
+    return "\n".join(lines)
+
+
+def marker_pair(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def replace_between_markers(text: str, name: str, body: str, source: str) -> str:
+    """`text` with what lies between bench:NAME's start and end markers replaced."""
+    start, end = marker_pair(name)
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < 0:
+        missing = start if i < 0 else end
+        raise ConfigError(f"{source}: marker {missing} not found (add both {start} and {end})")
+    if j < i:
+        raise ConfigError(f"{source}: {end} comes before {start}")
+    if text.find(start, i + 1) >= 0 or text.find(end, j + 1) >= 0:
+        raise ConfigError(f"{source}: the bench:{name} markers appear more than once")
+    return text[: i + len(start)] + "\n" + body.strip() + "\n" + text[j:]
+
+
+def update_readme(readme: Path, output_dir: Path, name: str | None = None) -> str:
+    """Regenerate the README section of the bench in `output_dir`; returns its name."""
+    results = load_results(output_dir)
+    name = name or results.name
+    body = readme_section(results, Path(output_dir).resolve(), readme.resolve().parent)
+    text = readme.read_text()
+    readme.write_text(replace_between_markers(text, name, body, str(readme)))
+    return name

@@ -1,0 +1,537 @@
+"""Run a bench: teacher per dataset, every (dataset, method, seed), then the cost.
+
+Everything the reports need lands in OUTPUT_DIR/results.jsonl, one JSON object a
+line, keyed by a hash of what the line depends on:
+
+- kind "bench": the bench's description (name, methods in order, seeds, datasets);
+- kind "teacher": the teacher of a dataset and its validation metrics;
+- kind "run": one (dataset, method, seed): final metrics, per-epoch validation,
+  instance-weight summaries (methods that weight instances), timings, versions;
+- kind "cost": the cost measurement of a dataset (liafkd.bench.cost).
+
+A unit of work is done when its line exists; a run without a line resumes from its
+own newest checkpoint (`resume="latest"`), so an interrupted bench continues where
+it stopped. Checkpoints and the generated experiment YAMLs live in WORK_DIR.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from liafkd.bench.config import (
+    BASELINE,
+    LoadedBench,
+    MethodEntry,
+    config_hash,
+    portable_dataset,
+)
+
+RESULTS_FILE = "results.jsonl"
+# instance-weight summaries: sqrt(area) bins in original-image pixels
+SIZE_BIN_EDGES = (0.0, 16.0, 32.0, 64.0, 128.0, 256.0, math.inf)
+METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+# --- results file ------------------------------------------------------------------
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a results file; a torn last line (a write cut short by
+    a kill) is skipped with a note, any other bad line is an error naming it."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                print(f"{path}:{number}: incomplete last line skipped (interrupted write)")
+                continue
+            raise ValueError(f"{path}:{number}: not a JSON line ({e})") from None
+    return records
+
+
+def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last record of each key (a redone unit replaces its older line)."""
+    return {r["key"]: r for r in records if "key" in r}
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Append one line, durably; a torn last line left by a kill is cut off first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    with path.open("r+b") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+        f.seek(0, os.SEEK_END)
+        f.write((json.dumps(record, sort_keys=True) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# --- versions ----------------------------------------------------------------------
+
+
+def versions() -> dict[str, Any]:
+    import torch
+    import torchvision
+
+    from liafkd import __version__
+
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    return {
+        "liafkd": __version__,
+        "git": _git_commit(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def _git_commit() -> str | None:
+    """HEAD of the checkout liafkd runs from, with "+dirty" for uncommitted changes."""
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def relative_paths(value: Any, base: Path | None = None) -> Any:
+    """`value` with absolute paths made relative to `base` (default: the current
+    folder), so that committed results do not name this machine's folders."""
+    base = base or Path.cwd()
+    if isinstance(value, dict):
+        return {k: relative_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, base) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.relpath(value, base)
+    return value
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# --- plan ----------------------------------------------------------------------------
+
+
+@dataclass
+class TeacherRun:
+    dataset: str
+    key: str
+    config: Path  # the teacher experiment YAML (model + this dataset)
+    checkpoint: Path
+
+
+@dataclass
+class RunSpec:
+    dataset: str
+    method: MethodEntry
+    seed: int
+    key: str
+    config: Path
+    experiment: dict[str, Any]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.experiment["output_dir"])
+
+
+def data_block(bench: LoadedBench, dataset: str) -> dict[str, Any]:
+    entry = bench.entry(dataset)
+    train, val = bench.datasets[dataset]
+    return {
+        "train": train.model_dump(mode="json"),
+        "val": val.model_dump(mode="json"),
+        "augment": entry.augment.model_dump(mode="json"),
+        "batch_size": entry.batch_size,
+        "num_workers": entry.num_workers,
+    }
+
+
+def portable_data(bench: LoadedBench, dataset: str) -> dict[str, Any]:
+    """data_block with relative roots: what hashes depend on."""
+    data = data_block(bench, dataset)
+    base = bench.source.parent
+    train, val = bench.datasets[dataset]
+    data["train"] = portable_dataset(train, base)
+    data["val"] = portable_dataset(val, base)
+    return data
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def plan_teacher(bench: LoadedBench, dataset: str) -> TeacherRun:
+    """The teacher of `dataset`: its key, experiment YAML and checkpoint path."""
+    spec = bench.teachers[dataset]
+    folder = bench.work_dir / "configs" / dataset
+    if spec.is_trained:
+        from liafkd.config import load_config
+
+        model = load_config(spec.config).model.model_dump(mode="json")
+        key = config_hash(
+            {
+                "teacher_checkpoint": file_digest(Path(spec.checkpoint)),
+                "data": portable_data(bench, dataset),
+            }
+        )
+        checkpoint = Path(spec.checkpoint)
+        train = {"device": spec.train.device}
+    else:
+        model = spec.model.model_dump(mode="json")
+        train = spec.train.model_dump(mode="json")
+        key = config_hash(
+            {"teacher": {"model": model, "train": train}, "data": portable_data(bench, dataset)}
+        )
+        checkpoint = bench.work_dir / "runs" / dataset / f"teacher-{key[:8]}" / "final.pt"
+    experiment = {
+        "name": f"{dataset}-teacher",
+        "output_dir": str(checkpoint.parent),
+        "data": data_block(bench, dataset),
+        "model": model,
+        "train": train,
+    }
+    return TeacherRun(dataset, key, write_yaml(experiment, folder / "teacher.yaml"), checkpoint)
+
+
+def plan_runs(bench: LoadedBench, dataset: str, teacher: TeacherRun) -> list[RunSpec]:
+    runs = []
+    for method in bench.cfg.methods:
+        for seed in bench.cfg.seeds:
+            runs.append(plan_run(bench, dataset, teacher, method, seed))
+    return runs
+
+
+def plan_run(
+    bench: LoadedBench, dataset: str, teacher: TeacherRun, method: MethodEntry, seed: int
+) -> RunSpec:
+    student = bench.cfg.student
+    train = student.train.model_dump(mode="json") | {"seed": seed}
+    distill = bench.distill_block(method)
+    key = config_hash(
+        {
+            "dataset": portable_data(bench, dataset),
+            "model": student.model.model_dump(mode="json"),
+            "train": train,
+            "distill": distill,
+            "row": method.name,
+            "teacher": teacher.key,
+        }
+    )
+    output_dir = bench.work_dir / "runs" / dataset / f"{method.name}-s{seed}-{key[:8]}"
+    distill["teacher"] = {"config": str(teacher.config), "checkpoint": str(teacher.checkpoint)}
+    experiment = {
+        "name": f"{dataset}-{method.name}-s{seed}",
+        "output_dir": str(output_dir),
+        "data": data_block(bench, dataset),
+        "model": student.model.model_dump(mode="json"),
+        "train": train,
+        "distill": distill,
+    }
+    config = bench.work_dir / "configs" / dataset / f"{method.name}-s{seed}.yaml"
+    return RunSpec(dataset, method, seed, key, write_yaml(experiment, config), experiment)
+
+
+def write_yaml(raw: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+# --- evaluation and what a run leaves behind ------------------------------------------
+
+
+def evaluate(config: Path, checkpoint: Path) -> dict[str, Any]:
+    """COCO metrics (and KITTI where the data is KITTI-format) of a checkpoint."""
+    from liafkd.config import load_config
+    from liafkd.engine.evaluate import evaluate_checkpoint
+
+    metrics, _ = evaluate_checkpoint(load_config(config), str(checkpoint))
+    out: dict[str, Any] = {k: metrics.get(k) for k in METRIC_KEYS}
+    out["per_class"] = metrics.get("per_class", {})
+    if metrics.get("kitti"):
+        out["kitti"] = metrics["kitti"]
+    return out
+
+
+def epoch_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's per-epoch records (the last one of each epoch: a resumed run may have
+    logged an epoch twice)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill
+        if record.get("type") == "epoch":
+            by_epoch[int(record["epoch"])] = record
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def validation_curve(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    curve = []
+    for record in records:
+        val = record.get("val")
+        if not val:
+            continue
+        point = {"epoch": record["epoch"], "AP": val.get("AP"), "AP50": val.get("AP50")}
+        if isinstance(val.get("kitti"), dict) and "moderate_mean" in val["kitti"]:
+            point["kitti_moderate"] = val["kitti"]["moderate_mean"]
+        curve.append(point)
+    return curve
+
+
+def training_timings(records: list[dict[str, Any]]) -> dict[str, Any]:
+    times = [r["epoch_time_s"] for r in records if "epoch_time_s" in r]
+    rates = [r["img_s"] for r in records if "img_s" in r]
+    return {
+        "train_s": sum(times),
+        "epochs": len(records),
+        "img_s": sum(rates) / len(rates) if rates else None,
+    }
+
+
+def instance_weight_summary(run_dir: Path) -> dict[str, Any] | None:
+    """Weights of the last epoch's instance dump, binned by size and by occlusion level,
+    as counts, sums and sums of squares (so seeds pool exactly)."""
+    dumps = sorted(
+        (run_dir / "instances").glob("epoch_*.jsonl"), key=lambda p: int(p.stem.split("_")[1])
+    )
+    if not dumps:
+        return None
+    rows = [json.loads(line) for line in dumps[-1].read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    by_size = {}
+    for lo, hi in zip(SIZE_BIN_EDGES[:-1], SIZE_BIN_EDGES[1:], strict=True):
+        weights = [r["weight"] for r in rows if lo <= r["size"] < hi]
+        by_size[f"{lo:g}-{hi:g}"] = _moments(weights)
+    summary: dict[str, Any] = {
+        "epoch": int(dumps[-1].stem.split("_")[1]),
+        "all": _moments([r["weight"] for r in rows]),
+        "by_size": by_size,
+    }
+    if all("occluded" in r for r in rows):
+        levels = sorted({int(round(r["occluded"])) for r in rows})
+        summary["by_occlusion"] = {
+            str(level): _moments([r["weight"] for r in rows if int(round(r["occluded"])) == level])
+            for level in levels
+        }
+    return summary
+
+
+def _moments(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "sum": sum(values), "sum_sq": sum(v * v for v in values)}
+
+
+# --- executing -----------------------------------------------------------------------
+
+
+class BenchRunner:
+    """Executes a bench, skipping every unit whose results line exists."""
+
+    def __init__(self, bench: LoadedBench, log: Callable[[str], None] = print) -> None:
+        self.bench = bench
+        self.log = log
+        self.results_path = bench.output_dir / RESULTS_FILE
+        self.done = latest_by_key(read_results(self.results_path))
+        self.versions = versions()
+
+    def record(self, record: dict[str, Any]) -> None:
+        record = {**record, "bench": self.bench.cfg.name, "finished_at": now()}
+        append_result(self.results_path, record)
+        self.done[record["key"]] = record
+
+    def run(self, cost: bool = True, redo_cost: bool = False) -> None:
+        self.record_bench()
+        for dataset in self.bench.datasets:
+            teacher = plan_teacher(self.bench, dataset)
+            runs = plan_runs(self.bench, dataset, teacher)
+            pending = [r for r in runs if r.key not in self.done]
+            cost_key = self.cost_key(dataset, teacher, runs)
+            need_cost = (
+                cost and self.bench.cfg.cost.enabled and (redo_cost or cost_key not in self.done)
+            )
+            if teacher.key not in self.done or (
+                (pending or need_cost) and not teacher.checkpoint.is_file()
+            ):
+                self.prepare_teacher(teacher)
+            for number, spec in enumerate(runs, start=1):
+                where = f"[{dataset} {number}/{len(runs)}] {spec.method.name} seed {spec.seed}"
+                if spec.key in self.done:
+                    self.log(f"{where}: done, skipped")
+                    continue
+                self.log(f"{where}: {spec.config}")
+                self.execute(spec)
+            if need_cost:
+                self.measure_cost(dataset, teacher, runs, cost_key)
+
+    def record_bench(self) -> None:
+        cfg = self.bench.cfg
+        description = {
+            "name": cfg.name,
+            "description": cfg.description,
+            "expected_wall_time": cfg.expected_wall_time,
+            "methods": [m.model_dump(mode="json") for m in cfg.methods],
+            "seeds": cfg.seeds,
+            "datasets": {
+                name: {"format": train.format, "train_split": train.split, "val_split": val.split}
+                for name, (train, val) in self.bench.datasets.items()
+            },
+            "student_model": cfg.student.model.model_dump(mode="json"),
+            "student_train": cfg.student.train.model_dump(mode="json"),
+        }
+        key = config_hash({"bench": description})
+        if key not in self.done:
+            self.record({"kind": "bench", "key": key, **description})
+
+    def prepare_teacher(self, teacher: TeacherRun) -> None:
+        spec = self.bench.teachers[teacher.dataset]
+        tic = time.perf_counter()
+        if not spec.is_trained:
+            from liafkd.cli.train import train_detector
+
+            self.log(f"[{teacher.dataset}] teacher: training {teacher.config}")
+            train_detector(str(teacher.config), [], resume="latest")
+        self.log(f"[{teacher.dataset}] teacher: evaluating {teacher.checkpoint}")
+        metrics = evaluate(teacher.config, teacher.checkpoint)
+        record = {
+            "kind": "teacher",
+            "key": teacher.key,
+            "dataset": teacher.dataset,
+            "model": yaml.safe_load(teacher.config.read_text())["model"],
+            "metrics": metrics,
+            "timings": {"wall_s": time.perf_counter() - tic},
+            "versions": self.versions,
+        }
+        if not spec.is_trained:
+            records = epoch_records(teacher.checkpoint.parent)
+            record["epochs"] = validation_curve(records)
+            record["timings"] |= training_timings(records)
+        self.record(record)
+
+    def execute(self, spec: RunSpec) -> None:
+        from liafkd.cli import distill
+
+        tic = time.perf_counter()
+        resumed = (spec.output_dir / "checkpoints").is_dir()
+        summary = distill.distill_student(str(spec.config), [], resume="latest")
+        train_wall = time.perf_counter() - tic
+        checkpoint = spec.output_dir / "final.pt"
+        tic = time.perf_counter()
+        metrics = evaluate(spec.config, checkpoint)
+        records = epoch_records(spec.output_dir)
+        self.record(
+            {
+                "kind": "run",
+                "key": spec.key,
+                "dataset": spec.dataset,
+                "method": spec.method.name,
+                "base_method": spec.method.method,
+                "options": spec.method.options,
+                "seed": spec.seed,
+                "metrics": metrics,
+                "epochs": validation_curve(records),
+                "instance_weights": instance_weight_summary(spec.output_dir),
+                "timings": training_timings(records)
+                | {
+                    "wall_s": train_wall,
+                    "eval_s": time.perf_counter() - tic,
+                    "steps": summary.get("steps"),
+                    "resumed": resumed,
+                },
+                "run_dir": relative_paths(str(spec.output_dir)),
+                "config": relative_paths(spec.experiment),
+                "versions": self.versions,
+            }
+        )
+
+    def cost_key(self, dataset: str, teacher: TeacherRun, runs: list[RunSpec]) -> str:
+        return config_hash(
+            {
+                "cost": self.bench.cfg.cost.model_dump(mode="json"),
+                "teacher": teacher.key,
+                "runs": sorted(r.key for r in runs if r.seed == self.bench.cfg.seeds[0]),
+            }
+        )
+
+    def measure_cost(
+        self, dataset: str, teacher: TeacherRun, runs: list[RunSpec], key: str
+    ) -> None:
+        from liafkd.bench.cost import measure_cost
+
+        configs = {r.method.name: r.config for r in runs if r.seed == self.bench.cfg.seeds[0]}
+        self.log(f"[{dataset}] cost: {len(configs)} methods, the floor and `{BASELINE}` alone")
+        result = measure_cost(configs, teacher.config, teacher.checkpoint, self.bench.cfg.cost)
+        record = {
+            "kind": "cost",
+            "key": key,
+            "dataset": dataset,
+            **result,
+            "versions": self.versions,
+        }
+        self.record(record)
+        path = self.bench.output_dir / "cost.json"
+        costs = json.loads(path.read_text()) if path.is_file() else {}
+        costs[dataset] = record
+        path.write_text(json.dumps(costs, indent=2, sort_keys=True) + "\n")
+
+
+def run_bench(
+    bench: LoadedBench, cost: bool = True, redo_cost: bool = False, report: bool = True
+) -> Path:
+    """Run what is not done yet, then write the reports; returns the output folder."""
+    BenchRunner(bench).run(cost=cost, redo_cost=redo_cost)
+    if report:
+        from liafkd.bench.report import write_reports
+
+        write_reports(bench.output_dir)
+    return bench.output_dir

@@ -1,0 +1,75 @@
+"""`liafkd bench`: run a benchmark of methods x seeds x datasets, or rebuild its report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="compare distillation methods over seeds and datasets; report and cost",
+        description="`liafkd bench BENCH_CONFIG` trains the teacher once per dataset (or uses "
+        "the given one), trains the student with every method and seed, evaluates each "
+        "run, measures each method's cost, and writes results.jsonl, report.md, "
+        "report.html and plots to the bench's output_dir. Finished runs are never redone: "
+        "rerun the same command to continue an interrupted bench. BENCH_CONFIG is a YAML "
+        "file or a preset name (configs/bench: cpu-smoke, cpu-bccd, gpu-coco, gpu-kitti). "
+        "`liafkd bench report BENCH_DIR [--readme README.md]` rebuilds the reports from "
+        "BENCH_DIR/results.jsonl alone and, with --readme, the README text between "
+        "<!-- bench:NAME:start --> and <!-- bench:NAME:end -->.",
+    )
+    p.add_argument("target", metavar="BENCH_CONFIG|report", help="bench YAML, preset, or `report`")
+    p.add_argument("bench_dir", nargs="?", metavar="BENCH_DIR", help="with `report`: the folder")
+    p.add_argument("--out", help="output folder (default: the config's output_dir)")
+    p.add_argument("--no-cost", action="store_true", help="skip the cost measurement")
+    p.add_argument("--redo-cost", action="store_true", help="measure the cost again")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="train nothing: time a few steps of each part and print the expected wall time",
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--readme", type=Path, help="with `report`: README to update")
+    p.add_argument("--name", help="with `report --readme`: marker name (default: the bench's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target == "report":
+        return report(args)
+    import torch
+
+    from liafkd.bench.config import load_bench, resolve_bench_path
+    from liafkd.bench.runner import run_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = load_bench(resolve_bench_path(args.target), output_dir=args.out)
+    if args.estimate:
+        from liafkd.bench.estimate import estimate_wall_time, format_estimate
+
+        print(format_estimate(bench, estimate_wall_time(bench)))
+        return 0
+    print(f"bench {bench.cfg.name}: expected wall time {bench.cfg.expected_wall_time}")
+    out = run_bench(bench, cost=not args.no_cost, redo_cost=args.redo_cost)
+    print(f"results: {out / 'results.jsonl'}\nreport: {out / 'report.md'}, {out / 'report.html'}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from liafkd.bench.report import update_readme, write_reports
+    from liafkd.config import ConfigError
+
+    if not args.bench_dir:
+        raise ConfigError("liafkd bench report: give the bench folder (BENCH_DIR)")
+    folder = Path(args.bench_dir)
+    paths = write_reports(folder)
+    print(f"report: {paths['markdown']}, {paths['html']}")
+    if args.readme:
+        if not args.readme.is_file():
+            raise ConfigError(f"{args.readme}: README not found")
+        name = update_readme(args.readme, folder, args.name)
+        print(f"{args.readme}: bench:{name} section regenerated")
+    return 0

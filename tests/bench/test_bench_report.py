@@ -1,0 +1,138 @@
+import json
+
+import pytest
+from PIL import Image
+
+from liafkd.bench.report import (
+    cost_table,
+    load_results,
+    method_table,
+    replace_between_markers,
+    update_readme,
+    write_reports,
+)
+from liafkd.bench.runner import append_result, read_results
+from liafkd.cli.main import main
+from liafkd.config import ConfigError
+
+
+def _row(table, first_cell):
+    row = next(r for r in table.rows if r[0] == first_cell)
+    return dict(zip(table.headers, row, strict=False))
+
+
+def test_method_table_hand_checked(fake_bench):
+    table = method_table(load_results(fake_bench), "synth")
+    none, liaf = _row(table, "none"), _row(table, "liaf")
+    assert none["AP"] == "40.7 ± 0.8"  # 40.0, 40.5, 41.5
+    assert liaf["AP"] == "42.0 ± 1.0"  # 41.0, 42.0, 43.0
+    assert liaf["seeds"] == "3"
+    assert liaf["ΔAP"] == "+1.33 ± 0.29"  # deltas 1.0, 1.5, 1.5
+    assert table.rows[1][table.headers.index("ΔAP") + 1] == "yes"
+    assert none["ΔAP"] == ""
+    assert liaf["APl"] == "-"  # undefined (no large objects)
+    # KITTI: mean over classes of AP|R40 (fabricated as 100 AP + 10, Easy +5, Hard -5)
+    assert liaf["KITTI Moderate"] == "52.0 ± 1.0"
+    assert liaf["KITTI Easy"] == "57.0 ± 1.0"
+    teacher = _row(table, "teacher (reference)")
+    assert teacher["AP"] == "50.0" and teacher["KITTI Hard"] == "55.0"
+
+
+def test_cost_table_ratios_and_goal(fake_bench):
+    cost = load_results(fake_bench).costs["synth"]
+    table = cost_table(cost)
+    assert [r[0] for r in table.rows] == [
+        "none (student alone)",
+        "floor: none + teacher forward",
+        "liaf",
+    ]
+    liaf = _row(table, "liaf")
+    assert liaf["× floor"] == "1.050"
+    assert liaf["× none"] == "1.260"
+    assert liaf["mem × floor"] == "1.050"
+    assert liaf["KD share"] == "3.0%"
+    assert liaf["goal (≤1.10× floor, share <5%)"] == "met"
+    cost["variants"]["liaf"]["step_ms"] = 133.0  # 1.108x the floor
+    assert _row(cost_table(cost), "liaf")["goal (≤1.10× floor, share <5%)"] == "not met"
+
+
+def test_reports_and_plots_are_written(fake_bench):
+    paths = write_reports(fake_bench)
+    md = paths["markdown"].read_text()
+    assert "+1.33 ± 0.29" in md and "Cost per training step" in md
+    assert "2.50 M parameters, 3.00 GFLOPs and 12.5 ms" in md
+    page = paths["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    for name in ("synth_ap.png", "synth_val_ap.png", "synth_instance_weights.png"):
+        png = fake_bench / "plots" / name
+        assert f"plots/{name}" in md and f'src="plots/{name}"' in page
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.width > 300
+
+
+def test_replace_between_markers():
+    text = "intro\n<!-- bench:a:start -->\nold\n<!-- bench:a:end -->\noutro\n"
+    out = replace_between_markers(text, "a", "new table", "README.md")
+    assert out == "intro\n<!-- bench:a:start -->\nnew table\n<!-- bench:a:end -->\noutro\n"
+    assert replace_between_markers(out, "a", "new table", "README.md") == out
+    with pytest.raises(ConfigError, match="README.md: marker <!-- bench:b:start --> not found"):
+        replace_between_markers(text, "b", "x", "README.md")
+    with pytest.raises(ConfigError, match="comes before"):
+        replace_between_markers("<!-- bench:a:end --><!-- bench:a:start -->", "a", "x", "R")
+    with pytest.raises(ConfigError, match="more than once"):
+        replace_between_markers(text + text, "a", "x", "R")
+
+
+def test_update_readme_touches_only_its_section(fake_bench, tmp_path):
+    readme = tmp_path / "README.md"
+    before = "# Project\n\n## Results\n"
+    after = "\n## Licence\nMIT\n"
+    other = "<!-- bench:other:start -->\nkeep me\n<!-- bench:other:end -->\n"
+    readme.write_text(
+        before + "<!-- bench:fake:start -->\nstale\n<!-- bench:fake:end -->" + after + other
+    )
+    assert update_readme(readme, fake_bench) == "fake"
+    text = readme.read_text()
+    assert text.startswith(before) and text.endswith(after + other)
+    section = text.split("<!-- bench:fake:start -->")[1].split("<!-- bench:fake:end -->")[0]
+    assert "stale" not in section
+    assert "| liaf | 3 |" in section and "+1.33 ± 0.29" in section
+    assert "[fake_bench/report.md](fake_bench/report.md)" in section  # relative to the README
+    update_readme(readme, fake_bench)
+    assert readme.read_text() == text  # regenerating is idempotent
+
+
+def test_cli_report_with_readme(fake_bench, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- bench:fake:start -->\n<!-- bench:fake:end -->\n")
+    assert main(["bench", "report", str(fake_bench), "--readme", str(readme)]) == 0
+    assert "| none | 3 |" in readme.read_text()
+    assert (fake_bench / "report.html").is_file()
+    readme.write_text("no markers\n")
+    assert main(["bench", "report", str(fake_bench), "--readme", str(readme)]) == 2
+    assert "marker <!-- bench:fake:start --> not found" in capsys.readouterr().err
+
+
+def test_report_of_a_folder_without_results(tmp_path, capsys):
+    assert main(["bench", "report", str(tmp_path)]) == 2
+    assert "no results file" in capsys.readouterr().err
+
+
+def test_torn_last_line_is_skipped_and_the_next_append_starts_a_fresh_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"key": "a"}) + "\n" + '{"key": "b", "met')
+    assert [r["key"] for r in read_results(path)] == ["a"]
+    append_result(path, {"key": "c"})
+    assert [r["key"] for r in read_results(path)] == ["a", "c"]
+    path.write_text('{"key": "a"}\nnot json\n{"key": "c"}\n')
+    with pytest.raises(ValueError, match="results.jsonl:2: not a JSON line"):
+        read_results(path)
+
+
+def test_a_redone_unit_replaces_its_older_line(fake_bench):
+    record = json.loads((fake_bench / "results.jsonl").read_text().splitlines()[2])
+    record["metrics"]["AP"] = 0.9
+    record["finished_at"] = "2026-02-01T00:00:00+00:00"
+    append_result(fake_bench / "results.jsonl", record)
+    results = load_results(fake_bench)
+    assert results.runs["synth"][record["method"]][record["seed"]]["metrics"]["AP"] == 0.9

@@ -1,0 +1,150 @@
+"""End to end: a tiny bench (2 methods + liaf, 2 seeds, 2 epochs on 12 synthetic images)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import liafkd.cli.distill
+from liafkd.bench.config import load_bench
+from liafkd.bench.runner import BenchRunner, read_results, run_bench
+
+TINY_STUDENT = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
+TINY_TEACHER = {"depth": 18, "width": 16, "fpn_channels": 32, "head_convs": 1, "head_channels": 32}
+METHODS = ["none", "mimic", "liaf"]
+SEEDS = [0, 1]
+
+
+def tiny_bench(folder: Path) -> Path:
+    synth = {"format": "synthetic", "root": "synth", "synth_images": 12, "synth_size": [96, 160]}
+    train = {
+        "optim": {"type": "adamw", "lr": 0.001},
+        "schedule": {"epochs": 2, "warmup_iters": 2, "policy": "cosine"},
+        "log_interval": 1,
+    }
+    raw = {
+        "name": "tiny",
+        "expected_wall_time": "under a minute",
+        "output_dir": str(folder / "out"),
+        "work_dir": str(folder / "work"),
+        "teacher": {"model": TINY_TEACHER, "train": {**train, "schedule": {"epochs": 1}}},
+        "student": {"model": TINY_STUDENT, "train": train},
+        "datasets": [
+            {
+                "name": "synth",
+                "train": {**synth, "split": "train"},
+                "val": {**synth, "split": "val"},
+                "augment": {"image_size": [96, 160]},
+                "batch_size": 3,
+            }
+        ],
+        "methods": METHODS,
+        "distill_options": {"checks": {"enabled": False}},  # an untrained teacher scores 0
+        "seeds": SEEDS,
+        "cost": {"warmup": 1, "steps": 4, "rounds": 2, "inference_runs": 2},
+    }
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_done(tmp_path_factory) -> Path:
+    """The tiny bench, run once for every test of this module; returns its config path."""
+    folder = tmp_path_factory.mktemp("tiny_bench")
+    config = tiny_bench(folder)
+    run_bench(load_bench(config))
+    return config
+
+
+def records(config: Path, kind: str) -> list[dict]:
+    out = load_bench(config).output_dir / "results.jsonl"
+    return [r for r in read_results(out) if r["kind"] == kind]
+
+
+def test_every_run_has_a_results_line(bench_done):
+    runs = records(bench_done, "run")
+    assert sorted((r["method"], r["seed"]) for r in runs) == sorted(
+        (m, s) for m in METHODS for s in SEEDS
+    )
+    assert len(records(bench_done, "teacher")) == 1 and len(records(bench_done, "bench")) == 1
+    for run in runs:
+        assert set(run["metrics"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "kitti"}
+        assert run["metrics"]["kitti"]["Car"]["moderate"]["R40"] >= 0
+        assert [p["epoch"] for p in run["epochs"]] == [1, 2]
+        assert run["timings"]["train_s"] > 0 and run["timings"]["steps"] == 6
+        assert run["versions"]["torch"] and len(run["key"]) == 16
+        assert not Path(run["run_dir"]).is_absolute()
+        has_weights = run["method"] == "liaf"
+        assert (run["instance_weights"] is not None) == has_weights
+    liaf = next(r for r in runs if r["method"] == "liaf")
+    weights = liaf["instance_weights"]
+    assert weights["all"]["n"] == sum(b["n"] for b in weights["by_size"].values()) > 0
+    assert sum(b["n"] for b in weights["by_occlusion"].values()) == weights["all"]["n"]
+
+
+def test_reports_and_plots(bench_done):
+    out = load_bench(bench_done).output_dir
+    md = (out / "report.md").read_text()
+    assert "| liaf | 2 |" in md and "teacher (reference)" in md
+    assert "Cost per training step" in md and "identical for every method" in md
+    assert "<table>" in (out / "report.html").read_text()
+    for name in ("synth_ap.png", "synth_val_ap.png", "synth_instance_weights.png"):
+        assert (out / "plots" / name).stat().st_size > 10_000
+    assert json.loads((out / "cost.json").read_text())["synth"]["kind"] == "cost"
+
+
+def test_cost_numbers_are_sane(bench_done):
+    (cost,) = records(bench_done, "cost")
+    v = cost["variants"]
+    assert set(v) == {*METHODS, "floor"}
+    # the floor adds a teacher twice the student's width: never cheaper than `none` alone
+    assert v["floor"]["step_ms"] > v["none"]["step_ms"]
+    assert v["floor"]["peak_mib"] > v["none"]["peak_mib"]
+    for name in ("mimic", "liaf"):
+        assert 0 < v[name]["distill_share"] < 1
+        assert v[name]["peak_mib"] >= v["floor"]["peak_mib"] * 0.95
+    assert v["none"]["distill_share"] is None and v["floor"]["distill_share"] is None
+    student = cost["student"]
+    assert student["identical_across_methods"]
+    assert student["params"] > 10_000 and student["flops"] > student["params"]
+    assert student["latency_ms"] > 0
+
+
+def test_a_finished_bench_is_not_redone(bench_done, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished unit was run again")
+
+    monkeypatch.setattr(liafkd.cli.distill, "distill_student", refuse)
+    monkeypatch.setattr("liafkd.cli.train.train_detector", refuse)
+    monkeypatch.setattr("liafkd.bench.cost.measure_cost", refuse)
+    before = (load_bench(bench_done).output_dir / "results.jsonl").read_text()
+    BenchRunner(load_bench(bench_done)).run()
+    assert (load_bench(bench_done).output_dir / "results.jsonl").read_text() == before
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoints(bench_done, monkeypatch):
+    """A run whose line is missing (killed before it was written) runs again, resuming
+    from its own newest checkpoint, and only that run."""
+    results = load_bench(bench_done).output_dir / "results.jsonl"
+    lines = results.read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]
+    victim = next(i for i, r in enumerate(parsed) if r["kind"] == "run" and r["method"] == "liaf")
+    old = parsed[victim]
+    results.write_text("\n".join(lines[:victim] + lines[victim + 1 :]) + "\n")
+    real = liafkd.cli.distill.distill_student
+    calls = []
+
+    def counting(config, overrides, resume=None):
+        calls.append((Path(config).name, resume))
+        return real(config, overrides, resume)
+
+    monkeypatch.setattr(liafkd.cli.distill, "distill_student", counting)
+    BenchRunner(load_bench(bench_done)).run(cost=False)
+    assert calls == [(f"liaf-s{old['seed']}.yaml", "latest")]
+    new = next(r for r in records(bench_done, "run") if r["key"] == old["key"])
+    assert new["timings"]["resumed"] is True
+    assert new["metrics"] == old["metrics"]  # the same final weights, evaluated again
