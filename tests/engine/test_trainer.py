@@ -120,13 +120,21 @@ def test_sigterm_finishes_step_writes_checkpoint_and_exits(tiny_config, tmp_path
 def test_nonfinite_loss_stops_with_terms_and_image_ids(tiny_config, monkeypatch, capsys):
     from liafkd.engine import trainer as trainer_mod
 
-    original = trainer_mod.DetectorTrainModule.forward
+    original_step = trainer_mod.Trainer.train_step
+    original_forward = trainer_mod.DetectorTrainModule.forward
+    training = []  # non-empty once training steps begin (the checks before them pass)
+
+    def step(self, images, targets):
+        training.append(True)
+        return original_step(self, images, targets)
 
     def poisoned(self, images, targets):
-        terms = original(self, images, targets)
-        terms["loss_cls"] = terms["loss_cls"] * float("nan")
+        terms = original_forward(self, images, targets)
+        if training:
+            terms["loss_cls"] = terms["loss_cls"] * float("nan")
         return terms
 
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", step)
     monkeypatch.setattr(trainer_mod.DetectorTrainModule, "forward", poisoned)
     assert main(["train", str(tiny_config("nan", max_nonfinite=2))]) == 1
     err = capsys.readouterr().err
