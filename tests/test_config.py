@@ -43,3 +43,25 @@ def test_set_override_parses_yaml_values(tmp_path):
 def test_unknown_top_level_key_lists_valid_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"zzz: unknown key \(valid keys here: name, output_dir"):
         load_config(write(tmp_path, BASE + "zzz: 1\n"))
+
+
+def test_base_chain_merges_and_resolves_paths_per_file(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    base = tmp_path / "recipes" / "base.yaml"
+    base.write_text(BASE + "model:\n  depth: 34\n  width: 16\ntrain:\n  seed: 3\n")
+    child = tmp_path / "child.yaml"
+    child.write_text(
+        "_base_: recipes/base.yaml\nname: child\nmodel:\n  width: 32\n"
+        "distill:\n  method: mimic\n  teacher: {config: t.yaml, checkpoint: t.pt}\n"
+    )
+    cfg = load_config(child, ["train.seed=5"])
+    assert (cfg.name, cfg.model.depth, cfg.model.width, cfg.train.seed) == ("child", 34, 32, 5)
+    assert cfg.data.train.root == str((tmp_path / "recipes" / "data/synth").resolve())
+    assert cfg.distill["teacher"]["checkpoint"] == str(tmp_path / "t.pt")
+
+
+def test_base_cycle_is_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("_base_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="`_base_` cycle"):
+        load_config(tmp_path / "a.yaml")

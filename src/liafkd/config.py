@@ -247,6 +247,43 @@ def _resolve_input_paths(raw: dict[str, Any], base: Path) -> None:
     for split in ("train", "val"):
         _resolve_against(data.get(split) if isinstance(data, dict) else None, "root", base)
     _resolve_against(raw.get("model"), "pretrained", base)
+    distill = raw.get("distill")
+    teacher = distill.get("teacher") if isinstance(distill, dict) else None
+    for key in ("config", "checkpoint"):
+        _resolve_against(teacher, key, base)
+
+
+BASE_KEY = "_base_"
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_experiment_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file merged over its `_base_` file (recursively), each file's input
+    paths resolved against that file's own folder."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: `_base_` cycle through {' -> '.join(map(str, chain))}")
+    raw = read_yaml(path)
+    _resolve_input_paths(raw, path.parent)
+    base = raw.pop(BASE_KEY, None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {BASE_KEY}: must be the path of another config file")
+    base_path = Path(base).expanduser()
+    if not base_path.is_absolute():
+        base_path = path.parent / base_path
+    return deep_merge(read_experiment_yaml(base_path, (*chain, path)), raw)
 
 
 def validate(model: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
@@ -257,10 +294,10 @@ def validate(model: type[BaseModel], raw: dict[str, Any], source: str) -> Any:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override, resolve relative paths (against the config file) and validate."""
+    """Read (with its `_base_` chain), resolve relative input paths against the file
+    that names them, apply `--set` overrides, and validate."""
     path = Path(path)
-    raw = apply_overrides(read_yaml(path), overrides or [])
-    _resolve_input_paths(raw, path.parent.resolve())
+    raw = apply_overrides(read_experiment_yaml(path), overrides or [])
     if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
         raw["output_dir"] = str(Path.cwd() / raw["output_dir"])
     return validate(ExperimentConfig, raw, str(path))
