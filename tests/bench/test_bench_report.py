@@ -27,15 +27,15 @@ def test_method_table_hand_checked(fake_bench):
     assert none["AP"] == "40.7 ± 0.8"  # 40.0, 40.5, 41.5
     assert liaf["AP"] == "42.0 ± 1.0"  # 41.0, 42.0, 43.0
     assert liaf["seeds"] == "3"
-    assert liaf["ΔAP"] == "+1.33 ± 0.29"  # deltas 1.0, 1.5, 1.5
-    assert table.rows[1][table.headers.index("ΔAP") + 1] == "yes"
-    assert none["ΔAP"] == ""
+    assert liaf["ΔAP (beyond noise?)"] == "+1.33 ± 0.29 (yes)"  # deltas 1.0, 1.5, 1.5
+    assert liaf["ΔModerate (beyond noise?)"] == "+1.33 ± 0.29 (yes)"
+    assert none["ΔAP (beyond noise?)"] == ""
     assert liaf["APl"] == "-"  # undefined (no large objects)
     # KITTI: mean over classes of AP|R40 (fabricated as 100 AP + 10, Easy +5, Hard -5)
-    assert liaf["KITTI Moderate"] == "52.0 ± 1.0"
-    assert liaf["KITTI Easy"] == "57.0 ± 1.0"
+    assert liaf["Moderate"] == "52.0 ± 1.0"
+    assert liaf["Easy"] == "57.0 ± 1.0"
     teacher = _row(table, "teacher (reference)")
-    assert teacher["AP"] == "50.0" and teacher["KITTI Hard"] == "55.0"
+    assert teacher["AP"] == "50.0" and teacher["Hard"] == "55.0"
 
 
 def test_cost_table_ratios_and_goal(fake_bench):

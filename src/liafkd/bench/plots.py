@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from liafkd.bench.config import BASELINE  # noqa: E402
 from liafkd.bench.stats import pooled_moments, summarize  # noqa: E402
@@ -116,6 +117,7 @@ def plot_curves(results: BenchResults, dataset: str, path: Path) -> bool:
     if not drawn:
         plt.close(fig)
         return False
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation AP (%)")
     ax.set_title(f"{results.name} / {dataset}: validation AP (mean over seeds, band ± std)")

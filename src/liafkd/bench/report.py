@@ -28,9 +28,9 @@ HEADLINE = "AP"
 GOAL_STEP_RATIO = 1.10
 GOAL_SHARE = 0.05
 NOISE_RULE = (
-    "Delta: per-seed differences to `none` on the same seed, mean +- std. Beyond noise "
+    "Δ: per-seed differences to `none` on the same seed, mean ± std. Beyond noise "
     "(yes/no): |mean| > 2 std / sqrt(n) and every seed's delta has the mean's sign; "
-    "undefined with one seed."
+    "n/a with one seed."
 )
 
 
@@ -144,7 +144,7 @@ def metric_columns(results: BenchResults, dataset: str) -> list[tuple[str, str]]
     """(header, metric key) of the table's metric columns."""
     columns = [(c, c) for c in COCO_COLUMNS]
     if has_kitti(results, dataset):
-        columns += [(f"KITTI {d.capitalize()}", f"kitti_{d}") for d in KITTI_DIFFICULTIES]
+        columns += [(d.capitalize(), f"kitti_{d}") for d in KITTI_DIFFICULTIES]
     return columns
 
 
@@ -160,8 +160,7 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     columns = metric_columns(results, dataset)
     deltas = delta_metrics(results, dataset)
     headers = ["method", "seeds"] + [h for h, _ in columns]
-    for header, _ in deltas:
-        headers += [header, "beyond noise"]
+    headers += [f"{header} (beyond noise?)" for header, _ in deltas]
     headers.append("train min/run")
     rows = []
     for method in results.methods(dataset):
@@ -172,12 +171,12 @@ def method_table(results: BenchResults, dataset: str) -> Table:
         ]
         for _, metric in deltas:
             if method == BASELINE:
-                row += ["", ""]
+                row.append("")
                 continue
             d = paired_delta(
                 results.values(dataset, method, metric), results.values(dataset, BASELINE, metric)
             )
-            row += [fmt_delta(d), fmt_noise(d)]
+            row.append(f"{fmt_delta(d)} ({fmt_noise(d)})")
         minutes = summarize(r["timings"].get("train_s", 0) / 60 for r in seeds.values())
         row.append(fmt_summary(minutes))
         rows.append(row)
@@ -185,8 +184,9 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     if teacher is not None:
         row = ["teacher (reference)", "1"]
         row += [fmt_number(metric_value(teacher["metrics"], m)) for _, m in columns]
-        row += [""] * (2 * len(deltas))
-        row.append(fmt_number(teacher["timings"].get("train_s", 0) / 60))
+        row += [""] * len(deltas)
+        train_s = teacher["timings"].get("train_s")  # absent for a given (trained) teacher
+        row.append(fmt_number(None if train_s is None else train_s / 60))
         rows.append(row)
     return Table(headers, rows)
 
@@ -278,12 +278,20 @@ def html_table(table: Table) -> str:
 
 @dataclass
 class Section:
-    """One part of a report, rendered alike to Markdown and HTML."""
+    """One part of a report, rendered alike to Markdown and HTML: blocks in order,
+    each ("text", str), ("table", (caption, Table)) or ("image", (alt, relative path))."""
 
     title: str
-    paragraphs: list[str] = field(default_factory=list)
-    tables: list[tuple[str, Table]] = field(default_factory=list)  # (caption, table)
-    images: list[tuple[str, str]] = field(default_factory=list)  # (alt, relative path)
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def text(self, paragraph: str) -> None:
+        self.blocks.append(("text", paragraph))
+
+    def table(self, caption: str, table: Table) -> None:
+        self.blocks.append(("table", (caption, table)))
+
+    def image(self, alt: str, path: str) -> None:
+        self.blocks.append(("image", (alt, path)))
 
 
 def report_sections(
@@ -294,21 +302,21 @@ def report_sections(
         section = Section(f"Dataset `{dataset}`")
         info = results.bench.get("datasets", {}).get(dataset)
         if info:
-            section.paragraphs.append(
+            section.text(
                 f"Format {info['format']}; trained on split `{info['train_split']}`, "
-                f"evaluated on `{info['val_split']}`. COCO metrics and KITTI AP|R40 in percent."
+                f"evaluated on `{info['val_split']}`. COCO metrics in percent; Easy, "
+                "Moderate, Hard: official KITTI 2D AP|R40 (percent), mean over the classes."
             )
         if dataset in results.runs:
-            section.tables.append(
-                ("Accuracy (mean ± std over seeds)", method_table(results, dataset))
-            )
-            section.paragraphs.append(NOISE_RULE)
+            section.table("Accuracy (mean ± std over seeds)", method_table(results, dataset))
+            section.text(NOISE_RULE)
         cost = results.costs.get(dataset)
         if cost is not None:
-            section.tables.append(("Cost per training step", cost_table(cost)))
-            section.paragraphs += [cost_context(cost), student_line(cost)]
+            section.table("Cost per training step", cost_table(cost))
+            section.text(cost_context(cost))
+            section.text(student_line(cost))
         for kind, path in plots.get(dataset, {}).items():
-            section.images.append((f"{dataset}: {kind}", os.path.relpath(path, base)))
+            section.image(f"{dataset}: {kind}", os.path.relpath(path, base))
         sections.append(section)
     return sections
 
@@ -342,7 +350,9 @@ def run_versions(results: BenchResults) -> list[str]:
     """One description per run of the code and machine it ran on."""
     out = []
     for record in [*results.teachers.values(), *all_runs(results)]:
-        v = record.get("versions", {})
+        v = record.get("versions")
+        if not v:
+            continue
         code = f"liafkd {v.get('liafkd')} ({v.get('git') or 'no git'})"
         out.append(f"{code}, torch {v.get('torch')}, {v.get('device')}")
     return out
@@ -356,19 +366,25 @@ def render_markdown(results: BenchResults, sections: list[Section]) -> str:
     out = [f"# Bench `{results.name}`", ""] + [line + "\n" for line in header_lines(results)]
     for section in sections:
         out += [f"## {section.title}", ""]
-        for caption, table in section.tables:
-            out += [f"**{caption}**", "", markdown_table(table), ""]
-        out += [p + "\n" for p in section.paragraphs]
-        out += [f"![{alt}]({path})\n" for alt, path in section.images]
+        for kind, content in section.blocks:
+            if kind == "table":
+                caption, table = content
+                out += [f"**{caption}**", "", markdown_table(table), ""]
+            elif kind == "image":
+                out.append(f"![{content[0]}]({content[1]})\n")
+            else:
+                out.append(content + "\n")
     return "\n".join(out).rstrip() + "\n"
 
 
 HTML_STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1200px; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+       max-width: 1400px; padding: 0 1em; color: #222; line-height: 1.45; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; white-space: normal; vertical-align: bottom; }
+td:first-child, th:first-child { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .caption { font-weight: bold; margin-top: 1em; }
@@ -386,13 +402,16 @@ def render_html(results: BenchResults, sections: list[Section]) -> str:
     parts += [f"<p>{_inline_html(line)}</p>" for line in header_lines(results)]
     for section in sections:
         parts.append(f"<h2>{_inline_html(section.title)}</h2>")
-        for caption, table in section.tables:
-            parts += [f'<div class="caption">{html.escape(caption)}</div>', html_table(table)]
-        parts += [f"<p>{_inline_html(p)}</p>" for p in section.paragraphs]
-        parts += [
-            f'<p><img src="{html.escape(path)}" alt="{html.escape(alt)}"></p>'
-            for alt, path in section.images
-        ]
+        for kind, content in section.blocks:
+            if kind == "table":
+                caption, table = content
+                parts.append(f'<div class="caption">{html.escape(caption)}</div>')
+                parts.append(f'<div class="scroll">{html_table(table)}</div>')
+            elif kind == "image":
+                alt, path = (html.escape(c) for c in content)
+                parts.append(f'<p><img src="{path}" alt="{alt}"></p>')
+            else:
+                parts.append(f"<p>{_inline_html(content)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
