@@ -10,7 +10,7 @@ import yaml
 
 import liafkd.cli.distill
 from liafkd.bench.config import load_bench
-from liafkd.bench.runner import BenchRunner, read_results, run_bench
+from liafkd.bench.runner import BenchRunner, file_digest, plan_teacher, read_results, run_bench
 
 TINY_STUDENT = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
 TINY_TEACHER = {"depth": 18, "width": 16, "fpn_channels": 32, "head_convs": 1, "head_channels": 32}
@@ -148,3 +148,66 @@ def test_an_interrupted_run_resumes_from_its_checkpoints(bench_done, monkeypatch
     new = next(r for r in records(bench_done, "run") if r["key"] == old["key"])
     assert new["timings"]["resumed"] is True
     assert new["metrics"] == old["metrics"]  # the same final weights, evaluated again
+
+
+def test_cli_on_a_finished_bench_only_rewrites_the_report(bench_done, capsys):
+    from liafkd.cli.main import main
+
+    out = load_bench(bench_done).output_dir
+    (out / "report.md").unlink()
+    assert main(["bench", str(bench_done), "--threads", "1"]) == 0
+    assert "done, skipped" in capsys.readouterr().out
+    assert (out / "report.md").is_file()
+
+
+def test_estimate_times_every_part(bench_done):
+    from liafkd.bench.estimate import estimate_wall_time, format_estimate
+
+    bench = load_bench(bench_done)
+    teacher = plan_teacher(bench, "synth").checkpoint
+    before = file_digest(teacher)
+    estimate = estimate_wall_time(bench)
+    parts = estimate["datasets"]["synth"]["parts"]
+    assert set(parts) == {"teacher", "cost"} | {f"run {m}" for m in METHODS}
+    assert all(p.wall > 0 and p.cpu > 0 for p in parts.values())
+    assert estimate["total"].wall == pytest.approx(sum(p.wall for p in parts.values()))
+    # the random stand-in teacher is written under work_dir/estimate, not over the bench's
+    assert file_digest(teacher) == before
+    assert list((bench.work_dir / "estimate").rglob("final.pt"))
+    assert "total:" in format_estimate(bench, estimate)
+
+
+def test_a_signal_stops_the_bench_and_a_rerun_continues(tmp_path):
+    """SIGTERM mid-run: the run checkpoints and the command exits 143; the same
+    command again resumes that run from its checkpoint and finishes the bench."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tiny_bench(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["methods"], raw["seeds"] = ["none"], [0]
+    raw["student"]["train"]["schedule"]["epochs"] = 12
+    raw["student"]["train"]["val_interval"] = 6
+    config.write_text(yaml.safe_dump(raw))
+    command = [sys.executable, "-m", "liafkd", "bench", str(config), "--no-cost", "--threads", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    work = load_bench(config).work_dir / "runs" / "synth"
+    deadline = time.monotonic() + 120
+    while not list(work.glob("none-s0-*/checkpoints/epoch_1.pt")):
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Run the same command again" in err
+    assert records(config, "run") == []
+
+    run_bench(load_bench(config), cost=False, report=False)
+    (run,) = records(config, "run")
+    assert run["timings"]["resumed"] is True
+    assert [p["epoch"] for p in run["epochs"]] == [6, 12]
+    assert run["timings"]["epochs"] == 12 and run["timings"]["steps"] == 36

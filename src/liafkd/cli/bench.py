@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from liafkd.bench.config import load_bench, resolve_bench_path
     from liafkd.bench.runner import run_bench
+    from liafkd.engine.trainer import TrainingInterrupted
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,7 +55,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_estimate(bench, estimate_wall_time(bench)))
         return 0
     print(f"bench {bench.cfg.name}: expected wall time {bench.cfg.expected_wall_time}")
-    out = run_bench(bench, cost=not args.no_cost, redo_cost=args.redo_cost)
+    try:
+        out = run_bench(bench, cost=not args.no_cost, redo_cost=args.redo_cost)
+    except TrainingInterrupted as e:
+        print(
+            f"bench interrupted by signal {e.signum}; the run in progress saved a checkpoint. "
+            f"Run the same command again to continue where it stopped.",
+            file=sys.stderr,
+        )
+        return 128 + e.signum
     print(f"results: {out / 'results.jsonl'}\nreport: {out / 'report.md'}, {out / 'report.html'}")
     return 0
 
