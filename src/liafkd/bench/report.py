@@ -27,6 +27,13 @@ HEADLINE = "AP"
 # distillation losses plus the selector under 5% of the step
 GOAL_STEP_RATIO = 1.10
 GOAL_SHARE = 0.05
+KITTI_NOTE = "Easy, Moderate, Hard: official KITTI 2D AP|R40 (percent), mean over the classes."
+COST_LEGEND = (
+    "Floor: the student's own step plus the teacher's forward pass, the least any "
+    "distillation costs. × floor, × none: step time relative to them; KD share: the "
+    "distillation losses, adapters and selector (their forward and backward) as a share "
+    "of the step."
+)
 NOISE_RULE = (
     "Δ: per-seed differences to `none` on the same seed, mean ± std. Beyond noise "
     "(yes/no): |mean| > 2 std / sqrt(n) and every seed's delta has the mean's sign; "
@@ -304,8 +311,8 @@ def report_sections(
         if info:
             section.text(
                 f"Format {info['format']}; trained on split `{info['train_split']}`, "
-                f"evaluated on `{info['val_split']}`. COCO metrics in percent; Easy, "
-                "Moderate, Hard: official KITTI 2D AP|R40 (percent), mean over the classes."
+                f"evaluated on `{info['val_split']}`. COCO metrics in percent."
+                + (f" {KITTI_NOTE}" if has_kitti(results, dataset) else "")
             )
         if dataset in results.runs:
             section.table("Accuracy (mean ± std over seeds)", method_table(results, dataset))
@@ -313,6 +320,7 @@ def report_sections(
         cost = results.costs.get(dataset)
         if cost is not None:
             section.table("Cost per training step", cost_table(cost))
+            section.text(COST_LEGEND)
             section.text(cost_context(cost))
             section.text(student_line(cost))
         for kind, path in plots.get(dataset, {}).items():
@@ -452,10 +460,13 @@ def readme_section(results: BenchResults, output_dir: Path, readme_dir: Path) ->
         if dataset in results.runs:
             lines += [f"**{results.name} / {dataset}**: accuracy (mean ± std over seeds)", ""]
             lines += [markdown_table(method_table(results, dataset)), ""]
+            if has_kitti(results, dataset):
+                lines += [KITTI_NOTE, ""]
         cost = results.costs.get(dataset)
         if cost is not None:
             lines += [f"**{results.name} / {dataset}**: cost per training step", ""]
-            lines += [markdown_table(cost_table(cost)), "", student_line(cost), ""]
+            lines += [markdown_table(cost_table(cost)), "", COST_LEGEND, ""]
+            lines += [f"{cost_context(cost)} {student_line(cost)}", ""]
     lines.append(NOISE_RULE)
     return "\n".join(lines)
 
