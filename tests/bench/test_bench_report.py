@@ -136,3 +136,21 @@ def test_a_redone_unit_replaces_its_older_line(fake_bench):
     append_result(fake_bench / "results.jsonl", record)
     results = load_results(fake_bench)
     assert results.runs["synth"][record["method"]][record["seed"]]["metrics"]["AP"] == 0.9
+
+
+def test_the_report_shows_only_the_units_of_the_latest_bench_description(fake_bench):
+    """Lines of an earlier version of the config (other keys) stay in the file but not
+    in the report."""
+    record = json.loads((fake_bench / "results.jsonl").read_text().splitlines()[0])
+    record["units"] = {
+        "synth": {"teacher": "teacher", "cost": "cost", "runs": ["none-0", "none-1", "liaf-0"]}
+    }
+    record["key"] = "bench-v2"
+    record["finished_at"] = "2026-03-01T00:00:00+00:00"
+    append_result(fake_bench / "results.jsonl", record)
+    results = load_results(fake_bench)
+    assert {m: sorted(s) for m, s in results.runs["synth"].items()} == {
+        "none": [0, 1],
+        "liaf": [0],
+    }
+    assert "synth" in results.teachers and "synth" in results.costs

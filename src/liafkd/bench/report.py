@@ -75,13 +75,17 @@ class BenchResults:
 
 
 def load_results(output_dir: Path) -> BenchResults:
+    """The units of the bench's latest description (all units when the file has none)."""
     path = Path(output_dir) / RESULTS_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: no results file (run `liafkd bench CONFIG` first)")
     records = list(latest_by_key(read_results(path)).values())
     benches = [r for r in records if r.get("kind") == "bench"]
     results = BenchResults(bench=max(benches, key=lambda r: r["finished_at"]) if benches else {})
+    current = current_keys(results.bench)
     for record in records:
+        if current is not None and record.get("key") not in current:
+            continue  # a unit of an earlier version of the config
         kind = record.get("kind")
         if kind == "teacher":
             results.teachers[record["dataset"]] = record
@@ -89,10 +93,18 @@ def load_results(output_dir: Path) -> BenchResults:
             by_method = results.runs.setdefault(record["dataset"], {})
             by_method.setdefault(record["method"], {})[int(record["seed"])] = record
         elif kind == "cost":
-            current = results.costs.get(record["dataset"])
-            if current is None or record["finished_at"] >= current["finished_at"]:
-                results.costs[record["dataset"]] = record
+            results.costs[record["dataset"]] = record
     return results
+
+
+def current_keys(bench: dict[str, Any]) -> set[str] | None:
+    units = bench.get("units")
+    if units is None:
+        return None
+    keys = set()
+    for unit in units.values():
+        keys |= {unit["teacher"], unit["cost"], *unit["runs"]}
+    return keys
 
 
 def metric_value(metrics: dict[str, Any], metric: str) -> float | None:

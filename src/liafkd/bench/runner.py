@@ -391,12 +391,14 @@ class BenchRunner:
         self.done[record["key"]] = record
 
     def run(self, cost: bool = True, redo_cost: bool = False) -> None:
-        self.record_bench()
+        plans = {}
         for dataset in self.bench.datasets:
             teacher = plan_teacher(self.bench, dataset)
             runs = plan_runs(self.bench, dataset, teacher)
+            plans[dataset] = (teacher, runs, self.cost_key(teacher, runs))
+        self.record_bench(plans)
+        for dataset, (teacher, runs, cost_key) in plans.items():
             pending = [r for r in runs if r.key not in self.done]
-            cost_key = self.cost_key(dataset, teacher, runs)
             need_cost = (
                 cost and self.bench.cfg.cost.enabled and (redo_cost or cost_key not in self.done)
             )
@@ -414,7 +416,9 @@ class BenchRunner:
             if need_cost:
                 self.measure_cost(dataset, teacher, runs, cost_key)
 
-    def record_bench(self) -> None:
+    def record_bench(self, plans: dict[str, tuple[TeacherRun, list[RunSpec], str]]) -> None:
+        """The bench's description, with the keys of its current units: the report shows
+        those, not lines left by an earlier version of the config."""
         cfg = self.bench.cfg
         description = {
             "name": cfg.name,
@@ -428,6 +432,10 @@ class BenchRunner:
             },
             "student_model": cfg.student.model.model_dump(mode="json"),
             "student_train": cfg.student.train.model_dump(mode="json"),
+            "units": {
+                dataset: {"teacher": teacher.key, "runs": [r.key for r in runs], "cost": cost_key}
+                for dataset, (teacher, runs, cost_key) in plans.items()
+            },
         }
         key = config_hash({"bench": description})
         if key not in self.done:
@@ -494,7 +502,7 @@ class BenchRunner:
             }
         )
 
-    def cost_key(self, dataset: str, teacher: TeacherRun, runs: list[RunSpec]) -> str:
+    def cost_key(self, teacher: TeacherRun, runs: list[RunSpec]) -> str:
         return config_hash(
             {
                 "cost": self.bench.cfg.cost.model_dump(mode="json"),
