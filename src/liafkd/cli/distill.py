@@ -76,7 +76,7 @@ def distill_student(config: str, overrides: list[str], resume: str | None = None
     from liafkd.engine.build import load_indices
     from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks
-    from liafkd.engine.trainer import Trainer, seed_everything
+    from liafkd.engine.trainer import Trainer, format_final, seed_everything
 
     cfg = load_config(config, overrides)
     with distributed_run(cfg.train.device):  # under torchrun: one process per GPU
@@ -95,7 +95,7 @@ def distill_student(config: str, overrides: list[str], resume: str | None = None
         checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
         summary = trainer.fit(resume=resolve_resume(resume, trainer))
         summary = complete_summary(cfg.output_dir, summary, checks.teacher)
-        print(f"done: {summary['final']} -> {cfg.output_dir}")
+        print(format_final(summary, cfg.output_dir))
     return summary
 
 

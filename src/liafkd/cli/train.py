@@ -57,7 +57,7 @@ def train_detector(config: str, overrides: list[str], resume: str | None = None)
     from liafkd.engine.build import build_student, load_indices
     from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks
-    from liafkd.engine.trainer import DetectorTrainModule, Trainer, seed_everything
+    from liafkd.engine.trainer import DetectorTrainModule, Trainer, format_final, seed_everything
 
     cfg = load_config(config, overrides)
     if cfg.distill is not None:
@@ -71,7 +71,7 @@ def train_detector(config: str, overrides: list[str], resume: str | None = None)
         run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
         summary = trainer.fit(resume=resolve_resume(resume, trainer))
         summary = complete_summary(cfg.output_dir, summary)
-        print(f"done: {summary['final']} -> {cfg.output_dir}")
+        print(format_final(summary, cfg.output_dir))
     return summary
 
 

@@ -470,3 +470,15 @@ def _print_epoch(record: dict[str, Any]) -> None:
         v = record["val"]
         parts.append(f"val AP {v.get('AP', 0):.4f} AP50 {v.get('AP50', 0):.4f}")
     print(" | ".join(parts), flush=True)
+
+
+def format_final(summary: dict[str, Any], output_dir: str) -> str:
+    """One line for the end of a run: headline metrics and where everything is."""
+    final = summary.get("final", {})
+    parts = [
+        f"{k} {100 * final[k]:.1f}" for k in ("AP", "AP50", "AP75") if final.get(k) is not None
+    ]
+    kitti = final.get("kitti") or {}
+    if "moderate_mean" in kitti:
+        parts.append(f"KITTI moderate {kitti['moderate_mean']:.1f}")
+    return f"done: {', '.join(parts) or 'no validation'} -> {output_dir} (summary.json)"
