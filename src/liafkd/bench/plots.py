@@ -4,11 +4,13 @@ Per dataset: AP per method with error bars (std over seeds, every seed a dot, th
 teacher and `none` as reference lines); validation AP over epochs per method (mean
 over seeds, band +- std); and for the methods that weight instances (LIAF, AID) the
 instance weight against instance size and against occlusion level, from the last
-epoch's weights pooled over seeds (mean +- std per bin).
+epoch's weights pooled over seeds (mean per bin with its 95% confidence interval,
+1.96 std / sqrt(n), and the bin's instance count).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,7 +58,7 @@ def _save(fig, path: Path) -> bool:
 
 def plot_ap(results: BenchResults, dataset: str, path: Path) -> bool:
     methods = results.methods(dataset)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.5))
     for i, method in enumerate(methods):
         per_seed = {s: v for s, v in results.values(dataset, method, "AP").items() if v is not None}
         s = summarize(per_seed.values())
@@ -83,8 +85,9 @@ def plot_ap(results: BenchResults, dataset: str, path: Path) -> bool:
     ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
     ax.set_ylim(bottom=0)
     ax.set_ylabel("COCO AP (%)")
-    ax.set_title(f"{results.name} / {dataset}: AP per method (mean ± std; dots: seeds)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{results.name} / {dataset}: AP per method", fontsize=11)
+    ax.set_xlabel("bars: mean ± std over seeds; dots: single seeds", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -152,24 +155,41 @@ def plot_instance_weights(results: BenchResults, dataset: str, path: Path) -> bo
         offsets = _offsets(len(methods))
         for k, method in enumerate(methods):
             bins = _weight_bins(results, dataset, method, key)
-            xs, means, stds = [], [], []
+            xs, means, halfwidths, counts = [], [], [], []
             for j, bin_label in enumerate(labels):
                 s = pooled_moments(bins.get(bin_label, []))
                 if s is None:
                     continue
                 xs.append(j + offsets[k])
                 means.append(s.mean)
-                stds.append(s.std or 0.0)
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=method, color=f"C{k}")
+                halfwidths.append(1.96 * (s.std or 0.0) / math.sqrt(s.n))
+                counts.append(s.n)
+            color = f"C{k}"
+            ax.errorbar(
+                xs, means, yerr=halfwidths, marker="o", capsize=3, label=method, color=color
+            )
+            for x, y, n in zip(xs, means, counts, strict=True):
+                ax.annotate(
+                    f"n={n}",
+                    (x, y),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=color,
+                )
         names = [OCCLUSION_NAMES.get(b, b) for b in labels] if key == "by_occlusion" else labels
         ax.set_xticks(range(len(labels)), names, rotation=20 if key == "by_size" else 0)
         ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
+        ax.margins(x=0.1)
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel(label)
-        ax.set_ylabel("instance weight (mean ± std)")
+        ax.set_ylabel("instance weight (mean, 95% CI of the mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{results.name} / {dataset}: instance weights, last epoch, seeds pooled")
+    fig.suptitle(
+        f"{results.name} / {dataset}: instance weights of the last epoch, seeds pooled "
+        "(weights average 1 per batch)"
+    )
     return _save(fig, path)
 
 
