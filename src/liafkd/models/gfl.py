@@ -184,17 +184,7 @@ class GFL(nn.Module):
         image_sizes: (h, w) of each image's valid region (before padding); defaults to
           the batch tensor's size, required for HeadOutputs.
         """
-        if isinstance(inputs, HeadOutputs):
-            head = inputs
-            if image_sizes is None:
-                raise ValueError("predict(HeadOutputs) needs image_sizes")
-        else:
-            head = self.forward_head(self.extract_feats(inputs))
-            if image_sizes is None:
-                image_sizes = [tuple(inputs.shape[-2:])] * inputs.shape[0]
-        batch_size = head.cls_logits[0].shape[0]
-        if len(image_sizes) != batch_size:
-            raise ValueError(f"{len(image_sizes)} image_sizes for a batch of {batch_size}")
+        head, image_sizes = head_and_sizes(self, inputs, image_sizes)
         level_sizes = [(t.shape[-2], t.shape[-1]) for t in head.cls_logits]
         level_points = [
             make_points([size], [stride], head.cls_logits[0].device)
@@ -278,3 +268,22 @@ def _instance_state(
     )
     num_pos = torch.bincount(pos_gt, minlength=num_instances)
     return InstanceState(loss, quality, num_pos)
+
+
+def head_and_sizes(
+    detector: nn.Module, inputs: Tensor | HeadOutputs, image_sizes: Sequence[Sequence[int]] | None
+) -> tuple[HeadOutputs, Sequence[Sequence[int]]]:
+    """`predict`'s inputs made uniform: head outputs (computed from images when given
+    images) and the valid (h, w) of each image (the batch size when not given)."""
+    if isinstance(inputs, HeadOutputs):
+        head = inputs
+        if image_sizes is None:
+            raise ValueError("predict(HeadOutputs) needs image_sizes")
+    else:
+        head = detector.forward_head(detector.extract_feats(inputs))
+        if image_sizes is None:
+            image_sizes = [tuple(inputs.shape[-2:])] * inputs.shape[0]
+    batch_size = head.cls_logits[0].shape[0]
+    if len(image_sizes) != batch_size:
+        raise ValueError(f"{len(image_sizes)} image_sizes for a batch of {batch_size}")
+    return head, image_sizes

@@ -62,7 +62,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from liafkd.config import ModelConfig
 from liafkd.models.backbone import PretrainedReport, ResNetBackbone
-from liafkd.models.gfl import GFL_STRIDES, _check_targets, _instance_state
+from liafkd.models.gfl import GFL_STRIDES, _check_targets, _instance_state, head_and_sizes
 from liafkd.models.gfl_head import group_norm_groups
 from liafkd.models.neck import FPN
 from liafkd.models.outputs import AssignResult, DetectorOutput, HeadOutputs, InstanceState
@@ -314,24 +314,14 @@ class _TorchvisionDense:
         image_sizes: (h, w) of each image's valid region (before padding); defaults to
           the batch tensor's size, required for HeadOutputs.
         """
-        if isinstance(inputs, HeadOutputs):
-            head = inputs
-            if image_sizes is None:
-                raise ValueError("predict(HeadOutputs) needs image_sizes")
-        else:
-            head = self.forward_head(self.extract_feats(inputs))
-            if image_sizes is None:
-                image_sizes = [tuple(inputs.shape[-2:])] * inputs.shape[0]
-        batch_size = head.cls_logits[0].shape[0]
-        if len(image_sizes) != batch_size:
-            raise ValueError(f"{len(image_sizes)} image_sizes for a batch of {batch_size}")
+        head, image_sizes = head_and_sizes(self, inputs, image_sizes)
         level_sizes = _level_sizes(head)
         counts = [h * w * self.num_anchors for h, w in level_sizes]
         outputs = self._torchvision_outputs(head)
         per_level = {name: list(value.split(counts, dim=1)) for name, value in outputs.items()}
         anchors = list(self.anchors(level_sizes, head.cls_logits[0].device).split(counts))
         shapes = [(int(h), int(w)) for h, w in image_sizes]
-        return self.postprocess_detections(per_level, [anchors] * batch_size, shapes)
+        return self.postprocess_detections(per_level, [anchors] * len(shapes), shapes)
 
     def forward(
         self, images: Tensor, targets: list[Target] | None = None
