@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from liafkd.distill.base import DistillInputs, WeightLog
+from liafkd.distill.base import DistillInputs, WeightLog, WeightLogged
 from liafkd.distill.fgd import FocalImitation, build_level_masks, fg_bg_losses, instance_losses
 
 
@@ -35,7 +35,7 @@ def teacher_trust_weights(teacher_loss: Tensor, num_pos: Tensor, temperature: fl
     return loss.numel() * torch.softmax(-loss / temperature, dim=0)
 
 
-class AID(FocalImitation):
+class AID(WeightLogged, FocalImitation):
     needs = frozenset({"feats", "instances"})
 
     def __init__(
@@ -82,12 +82,3 @@ class AID(FocalImitation):
         if self.lambda_global > 0:
             losses["loss_aid_global"] = self.lambda_global * self.global_term(inputs)
         return losses
-
-    def stats(self) -> dict[str, float]:
-        return self.weight_log.summary()
-
-    def reset_stats(self) -> None:
-        self.weight_log.reset()
-
-    def instance_records(self) -> list[dict]:
-        return self.weight_log.records

@@ -190,6 +190,22 @@ class WeightLog:
         self.entropy_ratios.clear()
 
 
+class WeightLogged:
+    """Mixin for methods that weight instances: statistics and dumps from the
+    `self.weight_log` (a WeightLog) that the method fills in its forward."""
+
+    weight_log: WeightLog
+
+    def stats(self) -> dict[str, float]:
+        return self.weight_log.summary()
+
+    def reset_stats(self) -> None:
+        self.weight_log.reset()
+
+    def instance_records(self) -> list[dict]:
+        return self.weight_log.records
+
+
 def _instance_rows(inputs: DistillInputs, weights: Tensor, extra: dict[str, Tensor]) -> list[dict]:
     boxes = inputs.all_boxes().detach().cpu()
     labels = inputs.all_labels().cpu()

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from liafkd.distill.base import DistillInputs, WeightLog
+from liafkd.distill.base import DistillInputs, WeightLog, WeightLogged
 from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FocalImitation, build_level_masks, fg_bg_losses, instance_losses
 from liafkd.distill.ld import LocalizationDistillation
@@ -43,7 +43,7 @@ from liafkd.distill.selector import (
 Objective = Literal["joint", "adversarial", "aligned"]
 
 
-class LIAF(FocalImitation):
+class LIAF(WeightLogged, FocalImitation):
     def __init__(
         self,
         channels: int,
@@ -165,12 +165,3 @@ class LIAF(FocalImitation):
         gt_index = inputs.student_assign.gt_index
         padded = torch.cat([weights, weights.new_ones(1)])
         return padded[torch.where(gt_index >= 0, gt_index, weights.numel())]
-
-    def stats(self) -> dict[str, float]:
-        return self.weight_log.summary()
-
-    def reset_stats(self) -> None:
-        self.weight_log.reset()
-
-    def instance_records(self) -> list[dict]:
-        return self.weight_log.records
