@@ -2,7 +2,8 @@
 # Issue "Ecosystem": a torchvision RetinaNet student on the synthetic default, alone and
 # distilled from the CPU GFL teacher with fgd and liaf (8 epochs each, one thread), then
 # an ONNX export of a GFL student checked in onnxruntime and a `liafkd viz` figure.
-# Needs the teacher: liafkd train configs/synthetic/gfl_teacher_cpu.yaml
+# Needs the teacher (liafkd train configs/synthetic/gfl_teacher_cpu.yaml) and, for the
+# ONNX check, the BCCD student (bash benchmarks/bccd_gfl_baseline.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
