@@ -183,3 +183,13 @@ def test_postprocess_checks_the_location_count():
         postprocess(
             torch.zeros(1, 322, 3), torch.zeros(1, 322, 4), (96, 160), [(96, 160)], ModelConfig()
         )
+
+
+def test_export_without_config_uses_the_preprocessing_the_checkpoint_recorded(
+    tiny_distill_runs, tmp_path, capsys
+):
+    out = tmp_path / "student.onnx"
+    assert main(["export", student_checkpoint(tiny_distill_runs), "--out", str(out)]) == 0
+    assert "assuming the default preprocessing" not in capsys.readouterr().out
+    description = json.loads(out.with_suffix(".onnx.json").read_text())
+    assert description["preprocess"]["image_size"] == [96, 160]

@@ -49,16 +49,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def preprocessing(config: str | None) -> AugmentConfig:
-    """The evaluation preprocessing of a run's config, or the defaults (with a note)."""
+def preprocessing(config: str | None, meta: dict) -> AugmentConfig:
+    """The evaluation preprocessing of the run: from `config` when given, else as the
+    checkpoint's `meta` recorded it, else the defaults (with a note)."""
     if config:
         return load_config(config).data.augment
+    if meta.get("augment") is not None:
+        return AugmentConfig(**meta["augment"])
     aug = AugmentConfig()
     print(
-        f"no --config: assuming the default preprocessing (image size {aug.image_size}, "
-        "ImageNet mean/std); pass the run's config if it used others"
+        "no --config and no preprocessing recorded in the checkpoint: assuming the default "
+        "preprocessing "
+        f"(image size {aug.image_size}, ImageNet mean/std); pass the run's config if it "
+        "used others"
     )
     return aug
+
+
+def checkpoint_meta(checkpoint: str) -> dict:
+    from liafkd.engine.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint).get("meta") or {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(SUFFIXES[args.fmt])
     try:
         description = export_student(
-            args.checkpoint, out, args.fmt, args.nms, preprocessing(args.config), args.score_thr
+            args.checkpoint,
+            out,
+            args.fmt,
+            args.nms,
+            preprocessing(args.config, checkpoint_meta(args.checkpoint)),
+            args.score_thr,
         )
     except ValueError as e:  # a student the graphs cannot wrap
         print(f"error: {e}", file=sys.stderr)

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     records = image_records(files)
     detector, meta = load_student(args.checkpoint, args.score_thr)
     class_names = list(meta["class_names"])
-    aug = preprocessing(args.config)
+    aug = preprocessing(args.config, meta)
     device = resolve_device(args.device)
     index = DatasetIndex(records, class_names)
     try:

@@ -158,6 +158,7 @@ class Trainer:
         return {
             "class_names": list(self.train_index.class_names),
             "model_cfg": self.cfg.model.model_dump(mode="json"),
+            "augment": self.cfg.data.augment.model_dump(mode="json"),  # for predict/export
             **self.extra_meta,
         }
 
