@@ -51,6 +51,12 @@ def write_yaml(raw: dict, path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def experiment_writer():
+    """(tiny_experiment, write_yaml) for fixtures of any scope that build their own configs."""
+    return tiny_experiment, write_yaml
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path):
     """Factory: writes a tiny synthetic experiment config and returns its path."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from liafkd.cli.main import main
 from liafkd.cli.train import train_detector
@@ -36,52 +35,39 @@ TERM_NAMES = {
 }
 
 
-def one_epoch(root: Path, name: str, model: dict) -> dict:
-    """12 synthetic 96x160 images (9 train), batch 3, one epoch."""
-    synth = {"format": "synthetic", "root": str(root / "synth"), "synth_images": 12}
-    return {
-        "name": name,
-        "output_dir": str(root / name),
-        "data": {
-            "train": {**synth, "synth_size": [96, 160], "split": "train"},
-            "val": {**synth, "synth_size": [96, 160], "split": "val"},
-            "augment": {"image_size": [96, 160]},
-            "batch_size": 3,
-        },
-        "model": dict(model),
-        "train": {
-            "optim": {"type": "adamw", "lr": 0.001},
-            "schedule": {"epochs": 1, "warmup_iters": 2, "policy": "cosine"},
-            "log_interval": 1,
-        },
-    }
+@pytest.fixture(scope="module")
+def one_epoch(experiment_writer):
+    """Writes the shared tiny synthetic experiment (12 images at 96x160), one epoch, with
+    `model` and extra top-level keys; returns the config's path."""
+    tiny_experiment, write_yaml = experiment_writer
+    schedule = {"epochs": 1, "warmup_iters": 2, "policy": "cosine"}
 
+    def write(root: Path, name: str, model: dict, **extra) -> Path:
+        raw = tiny_experiment(root, name, schedule=schedule) | {"model": dict(model), **extra}
+        return write_yaml(raw, root / f"{name}.yaml")
 
-def write_yaml(raw: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory) -> dict:
+def teacher(tmp_path_factory, one_epoch) -> dict:
     root = tmp_path_factory.mktemp("new_methods")
-    config = write_yaml(one_epoch(root, "teacher", TEACHER_MODEL), root / "teacher.yaml")
+    config = one_epoch(root, "teacher", TEACHER_MODEL)
     train_detector(str(config), [])
     return {"root": root, "config": str(config), "checkpoint": str(root / "teacher" / "final.pt")}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_distill_runs_end_to_end(teacher, variant, capsys):
+def test_distill_runs_end_to_end(teacher, one_epoch, variant, capsys):
     block, terms = VARIANTS[variant]
     root = teacher["root"]
-    raw = one_epoch(root, variant, STUDENT_MODEL)
-    raw["distill"] = {
+    distill = {
         **block,
         "teacher": {"config": teacher["config"], "checkpoint": teacher["checkpoint"]},
         "checks": {"teacher_sanity": False},  # a one-epoch teacher scores about 0
     }
-    config = write_yaml(raw, root / f"{variant}.yaml")
+    config = one_epoch(root, variant, STUDENT_MODEL, distill=distill)
     assert main(["distill", str(config)]) == 0
     printed = capsys.readouterr().out
     assert ("inherit: copied" in printed) == bool(block.get("inherit"))
