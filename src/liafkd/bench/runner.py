@@ -24,7 +24,8 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,43 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The last record of each key (a redone unit replaces its older line)."""
     return {r["key"]: r for r in records if "key" in r}
+
+
+@contextmanager
+def claim(run_dir: Path) -> Iterator[bool]:
+    """Hold `run_dir` for this process while a run trains in it: yields False when a
+    live process holds it (two processes sharing an output_dir, --seeds). A claim left by
+    a dead process is taken over, and its run resumes from its checkpoint."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".claim"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if pid_alive(path):
+                yield False
+                return
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def pid_alive(claim_file: Path) -> bool:
+    try:
+        pid = int(claim_file.read_text().strip() or -1)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
 
 
 def append_result(path: Path, record: dict[str, Any]) -> None:
@@ -240,9 +278,10 @@ def plan_teacher(bench: LoadedBench, dataset: str) -> TeacherRun:
 
 
 def plan_runs(bench: LoadedBench, dataset: str, teacher: TeacherRun) -> list[RunSpec]:
+    """Seed-major, so an interrupted bench has every method on its first seeds."""
     runs = []
-    for method in bench.cfg.methods:
-        for seed in bench.cfg.seeds:
+    for seed in bench.cfg.seeds:
+        for method in bench.cfg.methods:
             runs.append(plan_run(bench, dataset, teacher, method, seed))
     return runs
 
@@ -390,7 +429,13 @@ class BenchRunner:
         append_result(self.results_path, record)
         self.done[record["key"]] = record
 
-    def run(self, cost: bool = True, redo_cost: bool = False) -> None:
+    def refresh(self) -> None:
+        """Re-read the results: another process may share this output_dir (--seeds)."""
+        self.done = latest_by_key(read_results(self.results_path))
+
+    def run(
+        self, cost: bool = True, redo_cost: bool = False, seeds: list[int] | None = None
+    ) -> None:
         plans = {}
         for dataset in self.bench.datasets:
             teacher = plan_teacher(self.bench, dataset)
@@ -398,7 +443,9 @@ class BenchRunner:
             plans[dataset] = (teacher, runs, self.cost_key(teacher, runs))
         self.record_bench(plans)
         for dataset, (teacher, runs, cost_key) in plans.items():
-            pending = [r for r in runs if r.key not in self.done]
+            pending = [
+                r for r in runs if r.key not in self.done and (seeds is None or r.seed in seeds)
+            ]
             need_cost = (
                 cost and self.bench.cfg.cost.enabled and (redo_cost or cost_key not in self.done)
             )
@@ -408,11 +455,18 @@ class BenchRunner:
                 self.prepare_teacher(teacher)
             for number, spec in enumerate(runs, start=1):
                 where = f"[{dataset} {number}/{len(runs)}] {spec.method.name} seed {spec.seed}"
-                if spec.key in self.done:
-                    self.log(f"{where}: done, skipped")
+                if seeds is not None and spec.seed not in seeds:
                     continue
-                self.log(f"{where}: {spec.config}")
-                self.execute(spec)
+                with claim(spec.output_dir) as mine:
+                    self.refresh()
+                    if spec.key in self.done:
+                        self.log(f"{where}: done, skipped")
+                        continue
+                    if not mine:
+                        self.log(f"{where}: running in another process, skipped")
+                        continue
+                    self.log(f"{where}: {spec.config}")
+                    self.execute(spec)
             if need_cost:
                 self.measure_cost(dataset, teacher, runs, cost_key)
 
@@ -534,10 +588,15 @@ class BenchRunner:
 
 
 def run_bench(
-    bench: LoadedBench, cost: bool = True, redo_cost: bool = False, report: bool = True
+    bench: LoadedBench,
+    cost: bool = True,
+    redo_cost: bool = False,
+    report: bool = True,
+    seeds: list[int] | None = None,
 ) -> Path:
-    """Run what is not done yet, then write the reports; returns the output folder."""
-    BenchRunner(bench).run(cost=cost, redo_cost=redo_cost)
+    """Run what is not done yet (of `seeds` only, when given), then write the reports;
+    returns the output folder."""
+    BenchRunner(bench).run(cost=cost, redo_cost=redo_cost, seeds=seeds)
     if report:
         from liafkd.bench.report import write_reports
 

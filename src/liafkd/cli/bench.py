@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train nothing: time a few steps of each part and print the expected wall time",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run only these of the config's seeds (split a bench over processes or "
+        "machines sharing output_dir; each skips runs another has finished)",
+    )
     p.add_argument("--readme", type=Path, help="with `report`: README to update")
     p.add_argument("--name", help="with `report --readme`: marker name (default: the bench's)")
     p.set_defaults(func=run)
@@ -49,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = load_bench(resolve_bench_path(args.target), output_dir=args.out)
+    unknown = sorted(set(args.seeds or []) - set(bench.cfg.seeds))
+    if unknown:
+        print(f"error: --seeds {unknown}: the bench's seeds are {bench.cfg.seeds}", file=sys.stderr)
+        return 2
     if args.estimate:
         from liafkd.bench.estimate import estimate_wall_time, format_estimate
 
@@ -56,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"bench {bench.cfg.name}: expected wall time {bench.cfg.expected_wall_time}")
     try:
-        out = run_bench(bench, cost=not args.no_cost, redo_cost=args.redo_cost)
+        out = run_bench(
+            bench, cost=not args.no_cost, redo_cost=args.redo_cost, seeds=args.seeds
+        )
     except TrainingInterrupted as e:
         print(
             f"bench interrupted by signal {e.signum}; the run in progress saved a checkpoint. "
