@@ -67,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"bench {bench.cfg.name}: expected wall time {bench.cfg.expected_wall_time}")
     try:
-        out = run_bench(
-            bench, cost=not args.no_cost, redo_cost=args.redo_cost, seeds=args.seeds
-        )
+        out = run_bench(bench, cost=not args.no_cost, redo_cost=args.redo_cost, seeds=args.seeds)
     except TrainingInterrupted as e:
         print(
             f"bench interrupted by signal {e.signum}; the run in progress saved a checkpoint. "
