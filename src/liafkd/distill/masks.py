@@ -85,11 +85,13 @@ def instance_masks(
     boxes: Tensor, stride: float, height: int, width: int, gaussian: bool = False
 ) -> Tensor:
     """[N, H, W] float masks, each summing to 1 over the cells its box covers."""
-    regions = box_regions(boxes, stride, height, width).float()
+    return _normalised_masks(box_regions(boxes, stride, height, width), boxes, stride, gaussian)
+
+
+def _normalised_masks(regions: Tensor, boxes: Tensor, stride: float, gaussian: bool) -> Tensor:
+    values = regions.float()
     if gaussian:
-        values = _gaussian_values(boxes, stride, height, width) * regions
-    else:
-        values = regions
+        values = _gaussian_values(boxes, stride, *regions.shape[1:]) * values
     return values / values.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
 
 
@@ -103,8 +105,9 @@ def level_masks(
     gaussian: bool = False,
 ) -> LevelMasks:
     """All masks of one level. `boxes` [N, 4] and `image_index` [N] cover the batch."""
-    inst = instance_masks(boxes, stride, height, width, gaussian)
-    covered_by = box_regions(boxes, stride, height, width).float()
+    regions = box_regions(boxes, stride, height, width)
+    inst = _normalised_masks(regions, boxes, stride, gaussian)
+    covered_by = regions.float()
     fg = inst.new_zeros((batch_size, height, width))
     covered = inst.new_zeros((batch_size, height, width))
     if boxes.shape[0]:

@@ -74,17 +74,19 @@ class DistillTrainModule(nn.Module):
         starts = [0]
         for t in targets:
             starts.append(starts[-1] + len(t["labels"]))
+        attrs = [{k: _as_list(v) for k, v in t.get("attrs", {}).items()} for t in targets]
+        image_ids = [int(t["image_id"]) for t in targets]
         for k, row in enumerate(rows):
             image = row.pop("image")
             target = targets[image]
             local = k - starts[image]
             sy, sx = target.get("scale", (1.0, 1.0))
-            row["image_id"] = int(target["image_id"])
+            row["image_id"] = image_ids[image]
             row["size"] = float(row["size"]) / float((sy * sx) ** 0.5)
             # original-image pixels, still mirrored when the sample was flipped
             scales = (sx, sy, sx, sy)
             row["box_orig"] = [round(v / s, 2) for v, s in zip(row["box"], scales, strict=True)]
-            for name, values in target.get("attrs", {}).items():
+            for name, values in attrs[image].items():
                 row[name] = float(values[local])
             self._instance_rows.append(row)
 
@@ -103,6 +105,10 @@ class DistillTrainModule(nn.Module):
         self._instance_rows = []
         self.distiller.reset_stats()
         return stats
+
+
+def _as_list(values: Any) -> list:
+    return values.tolist() if isinstance(values, Tensor) else list(values)
 
 
 def merge_weight_stats(parts: list[dict[str, float]]) -> dict[str, float]:
