@@ -115,6 +115,8 @@ def test_cost_numbers_are_sane(bench_done):
     # Step times are only checked for being measured: comparing them is the bench's job,
     # and a loaded machine can swap two close timings.
     assert all(v[name]["step_ms"] > 0 for name in v)
+    assert all(len(v[name]["step_ms_rounds"]) == cost["rounds"] for name in v)
+    assert cost["steps"] >= cost["rounds"]
     assert v["floor"]["peak_mib"] > v["none"]["peak_mib"]
     for name in ("mimic", "liaf"):
         assert 0 < v[name]["distill_share"] < 1

@@ -8,7 +8,10 @@ step (forward, loss, backward, clipping, optimizer update).
 
 - step time: median over `steps` timed steps after `warmup` untimed ones; the
   variants take turns in `rounds`, so that load from other processes falls on all
-  of them alike. CUDA is synchronised around every step.
+  of them alike, and each round's median is kept: the report's ratios to the floor
+  are paired by round (median over rounds of the round's ratio, with their range),
+  which cancels load that drifts between rounds. CUDA is synchronised around every
+  step.
 - peak memory: the tensors alive when a step starts with no gradients held
   (parameters, optimizer state, buffers, the teacher when the variant runs it, the
   batch) plus the highest rise above that during one step (activations, gradients,
@@ -129,17 +132,19 @@ def timed_step(trainer, batch: Batch) -> float:
     return time.perf_counter() - tic
 
 
-def step_times(trainers: dict[str, Any], batch: Batch, cfg: CostConfig) -> dict[str, list[float]]:
-    """Seconds per timed step of every variant, the variants taking turns."""
+def step_times(
+    trainers: dict[str, Any], batch: Batch, cfg: CostConfig
+) -> dict[str, list[list[float]]]:
+    """Seconds per timed step of every variant, per round, the variants taking turns."""
     for trainer in trainers.values():
         trainer.module.train()
         for _ in range(cfg.warmup):
             trainer.train_step(*batch)
     per_round = -(-cfg.steps // cfg.rounds)
-    times: dict[str, list[float]] = {name: [] for name in trainers}
+    times: dict[str, list[list[float]]] = {name: [] for name in trainers}
     for _ in range(cfg.rounds):
         for name, trainer in trainers.items():
-            times[name].extend(timed_step(trainer, batch) for _ in range(per_round))
+            times[name].append([timed_step(trainer, batch) for _ in range(per_round)])
     return times
 
 
@@ -343,11 +348,13 @@ def measure_cost(
             rise = cuda_step_peak(trainer, batch)
         else:
             rise = cpu_rise
-        step_ms = 1e3 * statistics.median(times[name])
+        every_step = [t for round_times in times[name] for t in round_times]
+        step_ms = 1e3 * statistics.median(every_step)
         variants[name] = {
             "method": _method_of(trainer),
             "step_ms": step_ms,
-            "step_ms_spread": [1e3 * min(times[name]), 1e3 * max(times[name])],
+            "step_ms_spread": [1e3 * min(every_step), 1e3 * max(every_step)],
+            "step_ms_rounds": [1e3 * statistics.median(r) for r in times[name]],
             "peak_mib": (resident + rise) / MIB,
             "distill_share": share,
             "distill_ms": None if share is None else share * step_ms,
@@ -360,7 +367,7 @@ def measure_cost(
         "batch_size": batch_size,
         "image_shape": list(batch[0].shape[-2:]),
         "warmup": cfg.warmup,
-        "steps": len(times[BASELINE]),
+        "steps": sum(len(r) for r in times[BASELINE]),
         "rounds": cfg.rounds,
         "order": list(trainers),
         "variants": variants,

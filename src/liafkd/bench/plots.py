@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from liafkd.bench.report import BenchResults
 
 DPI = 120
+LOG_SCALE_SPREAD = 20.0  # weight axis turns logarithmic when max/min mean exceeds this
 OCCLUSION_NAMES = {"0": "0 visible", "1": "1 partly", "2": "2 largely", "3": "3 unknown"}
 
 
@@ -49,6 +50,16 @@ def write_plots(results: BenchResults, folder: Path) -> dict[str, dict[str, Path
     return written
 
 
+def method_colors(methods: list[str]) -> dict[str, str | tuple]:
+    """One distinct colour per method (tab10, tab20 past ten methods); `none` grey."""
+    others = [m for m in methods if m != BASELINE]
+    palette = plt.get_cmap("tab10" if len(others) <= 10 else "tab20")
+    colors: dict[str, str | tuple] = {BASELINE: "0.45"}
+    for k, method in enumerate(others):
+        colors[method] = palette(k % palette.N)
+    return colors
+
+
 def _save(fig, path: Path) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -58,14 +69,14 @@ def _save(fig, path: Path) -> bool:
 
 def plot_ap(results: BenchResults, dataset: str, path: Path) -> bool:
     methods = results.methods(dataset)
+    colors = method_colors(methods)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.5))
     for i, method in enumerate(methods):
         per_seed = {s: v for s, v in results.values(dataset, method, "AP").items() if v is not None}
         s = summarize(per_seed.values())
         if s is None:
             continue
-        color = "0.6" if method == BASELINE else f"C{i % 10}"
-        ax.bar(i, s.mean, yerr=s.std or 0.0, capsize=5, color=color, alpha=0.85)
+        ax.bar(i, s.mean, yerr=s.std or 0.0, capsize=5, color=colors[method], alpha=0.85)
         ax.scatter([i] * len(per_seed), list(per_seed.values()), color="k", s=12, zorder=3)
         ax.annotate(
             f"{s.mean:.1f}",
@@ -95,7 +106,9 @@ def plot_ap(results: BenchResults, dataset: str, path: Path) -> bool:
 def plot_curves(results: BenchResults, dataset: str, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
-    for i, method in enumerate(results.methods(dataset)):
+    methods = results.methods(dataset)
+    colors = method_colors(methods)
+    for method in methods:
         by_epoch: dict[int, list[float]] = defaultdict(list)
         for run in results.runs[dataset][method].values():
             for point in run.get("epochs", []):
@@ -107,7 +120,7 @@ def plot_curves(results: BenchResults, dataset: str, path: Path) -> bool:
         stats = [summarize(by_epoch[e]) for e in epochs]
         means = [s.mean for s in stats]
         spread = [s.std or 0.0 for s in stats]
-        color = "0.4" if method == BASELINE else f"C{i % 10}"
+        color = colors[method]
         ax.plot(epochs, means, marker="o", ms=3, color=color, label=method)
         ax.fill_between(
             epochs,
@@ -149,13 +162,16 @@ def plot_instance_weights(results: BenchResults, dataset: str, path: Path) -> bo
     panels = [("by_size", "instance size sqrt(area), px")]
     if any(_weight_bins(results, dataset, m, "by_occlusion") for m in methods):
         panels.append(("by_occlusion", "occlusion level"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    colors = method_colors(methods)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels, strict=True):
         labels = _bin_labels(results, dataset, methods, key)
         offsets = _offsets(len(methods))
+        counts: dict[str, set[int]] = defaultdict(set)
+        all_means = []
         for k, method in enumerate(methods):
             bins = _weight_bins(results, dataset, method, key)
-            xs, means, halfwidths, counts = [], [], [], []
+            xs, means, halfwidths = [], [], []
             for j, bin_label in enumerate(labels):
                 s = pooled_moments(bins.get(bin_label, []))
                 if s is None:
@@ -163,34 +179,47 @@ def plot_instance_weights(results: BenchResults, dataset: str, path: Path) -> bo
                 xs.append(j + offsets[k])
                 means.append(s.mean)
                 halfwidths.append(1.96 * (s.std or 0.0) / math.sqrt(s.n))
-                counts.append(s.n)
-            color = f"C{k}"
+                counts[bin_label].add(s.n)
+            all_means += means
             ax.errorbar(
-                xs, means, yerr=halfwidths, marker="o", capsize=3, label=method, color=color
+                xs,
+                means,
+                yerr=halfwidths,
+                marker="o",
+                capsize=3,
+                label=method,
+                color=colors[method],
             )
-            for x, y, n in zip(xs, means, counts, strict=True):
-                ax.annotate(
-                    f"n={n}",
-                    (x, y),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=color,
-                )
         names = [OCCLUSION_NAMES.get(b, b) for b in labels] if key == "by_occlusion" else labels
-        ax.set_xticks(range(len(labels)), names, rotation=20 if key == "by_size" else 0)
+        ticks = [
+            f"{name}\n{_count_label(counts[b])}" for name, b in zip(names, labels, strict=True)
+        ]
+        ax.set_xticks(range(len(labels)), ticks, fontsize=8)
+        positive = [m for m in all_means if m > 0]
+        if positive and max(positive) / min(positive) > LOG_SCALE_SPREAD:
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)
         ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
         ax.margins(x=0.1)
-        ax.ticklabel_format(axis="y", useOffset=False)
-        ax.set_xlabel(label)
+        ax.set_xlabel(f"{label} (n: instances per bin, seeds pooled)")
         ax.set_ylabel("instance weight (mean, 95% CI of the mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(
-        f"{results.name} / {dataset}: instance weights of the last epoch, seeds pooled "
-        "(weights average 1 per batch)"
+        f"{results.name} / {dataset}: instance weights of the last epoch, seeds pooled\n"
+        "(weights average 1 per batch; dotted line: uniform weight)",
+        fontsize=10,
     )
     return _save(fig, path)
+
+
+def _count_label(counts: set[int]) -> str:
+    """The bin's instance count; a range when the methods saw different counts."""
+    if not counts:
+        return ""
+    low, high = min(counts), max(counts)
+    return f"n={low}" if low == high else f"n={low}-{high}"
 
 
 def _bin_labels(results: BenchResults, dataset: str, methods: list[str], key: str) -> list[str]:

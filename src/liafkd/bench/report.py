@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ COST_LEGEND = (
     "distillation costs. × floor, × none: step time relative to them; KD share: the "
     "distillation losses, adapters and selector (their forward and backward) as a share "
     "of the step."
+)
+PAIRED_NOTE = (
+    " × floor and × none are paired by round: the median over rounds of the ratio of the "
+    "two variants' median steps in the same round, in brackets the lowest and highest "
+    "round's ratio."
 )
 NOISE_RULE = (
     "Δ: per-seed differences to `none` on the same seed, mean ± std. Beyond noise "
@@ -218,6 +224,25 @@ def cost_rows(cost: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(labels.get(name, name), variants[name]) for name in order if name in variants]
 
 
+def step_ratio(variant: dict[str, Any], ref: dict[str, Any]) -> tuple[float, list[float]]:
+    """Step time of `variant` relative to `ref`: the median over rounds of the ratio of
+    their medians within a round (paired, so load that drifts between rounds cancels),
+    with the ratios of all rounds; without per-round times (older results), the ratio
+    of the overall medians and no rounds."""
+    mine, theirs = variant.get("step_ms_rounds"), ref.get("step_ms_rounds")
+    if mine and theirs and len(mine) == len(theirs):
+        ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
+        return statistics.median(ratios), ratios
+    return variant["step_ms"] / ref["step_ms"], []
+
+
+def fmt_ratio(variant: dict[str, Any], ref: dict[str, Any]) -> str:
+    ratio, rounds = step_ratio(variant, ref)
+    if len(rounds) < 2:
+        return f"{ratio:.3f}"
+    return f"{ratio:.3f} ({min(rounds):.2f}-{max(rounds):.2f})"
+
+
 def cost_table(cost: dict[str, Any]) -> Table:
     variants = cost["variants"]
     floor, alone = variants[FLOOR], variants[BASELINE]
@@ -238,8 +263,8 @@ def cost_table(cost: dict[str, Any]) -> Table:
             [
                 label,
                 f"{v['step_ms']:.1f}",
-                f"{v['step_ms'] / floor['step_ms']:.3f}",
-                f"{v['step_ms'] / alone['step_ms']:.3f}",
+                fmt_ratio(v, floor),
+                fmt_ratio(v, alone),
                 f"{v['peak_mib']:.1f}",
                 f"{v['peak_mib'] / floor['peak_mib']:.3f}",
                 "-" if share is None else f"{100 * share:.1f}%",
@@ -250,7 +275,7 @@ def cost_table(cost: dict[str, Any]) -> Table:
 
 
 def goal_verdict(variant: dict[str, Any], floor: dict[str, Any]) -> str:
-    ratio_ok = variant["step_ms"] / floor["step_ms"] <= GOAL_STEP_RATIO
+    ratio_ok = step_ratio(variant, floor)[0] <= GOAL_STEP_RATIO
     share = variant.get("distill_share")
     share_ok = share is not None and share < GOAL_SHARE
     return "met" if ratio_ok and share_ok else "not met"
@@ -272,6 +297,7 @@ def cost_context(cost: dict[str, Any]) -> str:
         f"Measured on {cost['device']}, one fixed batch of {cost['batch_size']} at {h}x{w}: "
         f"median of {cost['steps']} steps after {cost['warmup']} warm-up steps, variants "
         f"taking turns over {cost['rounds']} rounds; memory: {cost['memory_method']}."
+        + (PAIRED_NOTE if "step_ms_rounds" in cost["variants"][FLOOR] else "")
     )
 
 
