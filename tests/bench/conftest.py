@@ -74,6 +74,7 @@ def fake_records() -> list[dict]:
             "expected_wall_time": "no time at all",
             "methods": [{"name": "none", "method": "none"}, {"name": "liaf", "method": "liaf"}],
             "seeds": [0, 1, 2],
+            "comparisons": [["liaf", "none"], ["liaf", "fgd"]],  # fgd has no runs: left out
             "datasets": {
                 "synth": {"format": "synthetic", "train_split": "train", "val_split": "val"}
             },

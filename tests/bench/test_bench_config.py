@@ -92,6 +92,8 @@ def test_methods_as_names_and_as_ablation_rows(tmp_path):
         ({"seed": [0]}, r"seed: unknown key \(did you mean 'seeds'\?\)"),
         ({"teacher": {"model": MODEL, "checkpoint": "t.pt"}}, "needs both `config` and"),
         ({"teacher": {"train": {}}}, "either a recipe"),
+        ({"comparisons": [["liaf", "fgd"]]}, r"comparisons\.0: 'fgd' not among the methods"),
+        ({"comparisons": [["liaf"]]}, r"comparisons\.0"),
     ],
 )
 def test_bad_bench_configs_name_the_key(tmp_path, changes, message):

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from liafkd.bench.report import (
+    comparison_table,
     cost_table,
     load_results,
     method_table,
@@ -37,6 +38,16 @@ def test_method_table_hand_checked(fake_bench):
     assert liaf["Easy"] == "57.0 ± 1.0"
     teacher = _row(table, "teacher (reference)")
     assert teacher["AP"] == "50.0" and teacher["Hard"] == "55.0"
+
+
+def test_comparison_table_pairs_by_seed(fake_bench):
+    table = comparison_table(load_results(fake_bench), "synth")
+    assert len(table.rows) == 1  # the pair with a method that has no runs is left out
+    row = _row(table, "liaf")
+    assert row["against"] == "none" and row["seeds"] == "3"
+    assert row["ΔAP (beyond noise?)"] == "+1.33 ± 0.29 (yes)"  # deltas 1.0, 1.5, 1.5
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "Paired comparisons (method - against, per seed)" in md
 
 
 def test_cost_table_ratios_and_goal(fake_bench):

@@ -122,6 +122,9 @@ class BenchConfig(StrictModel):
     distill_options: dict[str, Any] = Field(default_factory=dict)
     seeds: list[int] = Field(min_length=1)
     cost: CostConfig = Field(default_factory=CostConfig)
+    # [method, against]: extra paired deltas in the report, e.g. what a selector adds
+    # to the method it wraps (every table already compares each row with `none`)
+    comparisons: list[tuple[str, str]] = Field(default_factory=list)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -140,6 +143,11 @@ class BenchConfig(StrictModel):
             raise ValueError(f"methods: must include `{BASELINE}`, the baseline of every delta")
         _no_duplicates([d.name for d in self.datasets], "datasets", "name")
         _no_duplicates(self.seeds, "seeds", "seed")
+        for k, pair in enumerate(self.comparisons):
+            unknown = [name for name in pair if name not in names]
+            if unknown:
+                missing = ", ".join(map(repr, unknown))
+                raise ValueError(f"comparisons.{k}: {missing} not among the methods {names}")
         return self
 
     def method(self, name: str) -> MethodEntry:

@@ -35,6 +35,7 @@ COST_LEGEND = (
     "distillation losses, adapters and selector (their forward and backward) as a share "
     "of the step."
 )
+COMPARISONS_CAPTION = "Paired comparisons (method - against, per seed)"
 PAIRED_NOTE = (
     " × floor and × none are paired by round: the median over rounds of the ratio of the "
     "two variants' median steps in the same round, in brackets the lowest and highest "
@@ -216,6 +217,28 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     return Table(headers, rows)
 
 
+def comparison_table(results: BenchResults, dataset: str) -> Table | None:
+    """The bench's `comparisons`: paired per-seed deltas between two methods."""
+    pairs = [p for p in results.bench.get("comparisons", []) if p[0] in results.runs[dataset]]
+    pairs = [p for p in pairs if p[1] in results.runs[dataset]]
+    if not pairs:
+        return None
+    deltas = delta_metrics(results, dataset)
+    headers = ["method", "against", "seeds"] + [f"{h} (beyond noise?)" for h, _ in deltas]
+    rows = []
+    for method, against in pairs:
+        row = [method, against]
+        for k, (_, metric) in enumerate(deltas):
+            d = paired_delta(
+                results.values(dataset, method, metric), results.values(dataset, against, metric)
+            )
+            if k == 0:
+                row.append(str(0 if d is None else d.n))
+            row.append(f"{fmt_delta(d)} ({fmt_noise(d)})")
+        rows.append(row)
+    return Table(headers, rows)
+
+
 def cost_rows(cost: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(label, variant) in table order: `none` alone, the floor, then the methods."""
     variants = cost["variants"]
@@ -355,6 +378,9 @@ def report_sections(
         if dataset in results.runs:
             section.table("Accuracy (mean ± std over seeds)", method_table(results, dataset))
             section.text(NOISE_RULE)
+            pairs = comparison_table(results, dataset)
+            if pairs is not None:
+                section.table(COMPARISONS_CAPTION, pairs)
         cost = results.costs.get(dataset)
         if cost is not None:
             section.table("Cost per training step", cost_table(cost))
@@ -500,6 +526,10 @@ def readme_section(results: BenchResults, output_dir: Path, readme_dir: Path) ->
             lines += [markdown_table(method_table(results, dataset)), ""]
             if has_kitti(results, dataset):
                 lines += [KITTI_NOTE, ""]
+            pairs = comparison_table(results, dataset)
+            if pairs is not None:
+                lines += [f"**{results.name} / {dataset}**: {COMPARISONS_CAPTION.lower()}", ""]
+                lines += [markdown_table(pairs), ""]
         cost = results.costs.get(dataset)
         if cost is not None:
             lines += [f"**{results.name} / {dataset}**: cost per training step", ""]

@@ -480,6 +480,7 @@ class BenchRunner:
             "expected_wall_time": cfg.expected_wall_time,
             "methods": [m.model_dump(mode="json") for m in cfg.methods],
             "seeds": cfg.seeds,
+            "comparisons": [list(pair) for pair in cfg.comparisons],
             "datasets": {
                 name: {"format": train.format, "train_split": train.split, "val_split": val.split}
                 for name, (train, val) in self.bench.datasets.items()
