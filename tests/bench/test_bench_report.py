@@ -3,6 +3,7 @@ import json
 import pytest
 from PIL import Image
 
+from liafkd.bench.plots import method_colors
 from liafkd.bench.report import (
     comparison_table,
     cost_table,
@@ -68,20 +69,21 @@ def test_cost_table_ratios_and_goal(fake_bench):
     assert _row(cost_table(cost), "liaf")["goal (≤1.10× floor, share <5%)"] == "not met"
 
 
-def test_cost_ratios_are_paired_by_round(fake_bench):
+def test_cost_ratios_show_their_spread_over_rounds(fake_bench):
     cost = load_results(fake_bench).costs["synth"]
     variants = cost["variants"]
-    # load doubles in round 2: the overall medians would say 150 / 130, the rounds 1.05
     variants["floor"]["step_ms_rounds"] = [100.0, 200.0, 100.0]
     variants["liaf"]["step_ms_rounds"] = [105.0, 220.0, 104.0]
-    variants["none"]["step_ms_rounds"] = [80.0, 160.0, 80.0]
-    assert step_ratio(variants["liaf"], variants["floor"]) == (1.05, [1.05, 1.1, 1.04])
+    variants["none"]["step_ms_rounds"] = [84.0, 168.0, 80.0]
+    ratio, rounds = step_ratio(variants["liaf"], variants["floor"])
+    assert ratio == pytest.approx(1.05) and rounds == pytest.approx([1.05, 1.1, 1.04])
     liaf = _row(cost_table(cost), "liaf")
-    assert liaf["× floor"] == "1.050 (1.04-1.10)"
-    assert liaf["× none"] == "1.312 (1.30-1.38)"  # 105/80, 220/160, 104/80
-    assert liaf["goal (≤1.10× floor, share <5%)"] == "met"
-    variants["liaf"]["step_ms_rounds"] = [112.0, 220.0, 111.0]  # median ratio 1.11
-    assert _row(cost_table(cost), "liaf")["goal (≤1.10× floor, share <5%)"] == "not met"
+    assert liaf["× floor"] == "1.050 (1.04-1.10)"  # 126 / 120, then 105/100, 220/200, 104/100
+    assert liaf["× none"] == "1.260 (1.25-1.31)"  # 126 / 100, then 105/84, 220/168, 104/80
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "(1.04-1.10)" not in md  # the written results have no rounds: plain ratios
+    del variants["none"]["step_ms_rounds"][0]  # rounds that do not pair up are not shown
+    assert _row(cost_table(cost), "liaf")["× none"] == "1.260"
 
 
 def test_reports_and_plots_are_written(fake_bench):
@@ -182,3 +184,13 @@ def test_the_report_shows_only_the_units_of_the_latest_bench_description(fake_be
         "liaf": [0],
     }
     assert "synth" in results.teachers and "synth" in results.costs
+
+
+@pytest.mark.parametrize("count", [3, 11, 17, 30])
+def test_every_method_gets_its_own_colour_and_only_none_is_grey(count):
+    methods = ["none"] + [f"m{k}" for k in range(count - 1)]
+    colors = method_colors(methods)
+    assert colors["none"] == "0.45"
+    others = [tuple(colors[m]) for m in methods[1:]]
+    assert len(set(others)) == len(others)
+    assert not any(r == g == b for r, g, b, *_ in others)  # no grey besides `none`

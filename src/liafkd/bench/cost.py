@@ -8,10 +8,8 @@ step (forward, loss, backward, clipping, optimizer update).
 
 - step time: median over `steps` timed steps after `warmup` untimed ones; the
   variants take turns in `rounds`, so that load from other processes falls on all
-  of them alike, and each round's median is kept: the report's ratios to the floor
-  are paired by round (median over rounds of the round's ratio, with their range),
-  which cancels load that drifts between rounds. CUDA is synchronised around every
-  step.
+  of them alike; each round's median is kept too, so that the report can show how
+  far a ratio moves from round to round. CUDA is synchronised around every step.
 - peak memory: the tensors alive when a step starts with no gradients held
   (parameters, optimizer state, buffers, the teacher when the variant runs it, the
   batch) plus the highest rise above that during one step (activations, gradients,

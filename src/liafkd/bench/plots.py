@@ -51,12 +51,18 @@ def write_plots(results: BenchResults, folder: Path) -> dict[str, dict[str, Path
 
 
 def method_colors(methods: list[str]) -> dict[str, str | tuple]:
-    """One distinct colour per method (tab10, tab20 past ten methods); `none` grey."""
+    """One distinct colour per method, `none` alone grey: tab10 without its grey, then
+    for longer lists tab20 without its greys and tab20b."""
     others = [m for m in methods if m != BASELINE]
-    palette = plt.get_cmap("tab10" if len(others) <= 10 else "tab20")
+    if len(others) <= 9:
+        palette = [c for k, c in enumerate(plt.get_cmap("tab10").colors) if k != 7]
+    else:
+        tab20 = plt.get_cmap("tab20").colors
+        palette = [c for k, c in enumerate(tab20) if k not in (14, 15)]
+        palette += list(plt.get_cmap("tab20b").colors)
     colors: dict[str, str | tuple] = {BASELINE: "0.45"}
     for k, method in enumerate(others):
-        colors[method] = palette(k % palette.N)
+        colors[method] = palette[k % len(palette)]
     return colors
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,9 @@ COST_LEGEND = (
     "of the step."
 )
 COMPARISONS_CAPTION = "Paired comparisons (method - against, per seed)"
-PAIRED_NOTE = (
-    " × floor and × none are paired by round: the median over rounds of the ratio of the "
-    "two variants' median steps in the same round, in brackets the lowest and highest "
-    "round's ratio."
+ROUNDS_NOTE = (
+    " In brackets after × floor and × none: the lowest and highest ratio within one round "
+    "(the two variants' medians in the same round), how far the timings move."
 )
 NOISE_RULE = (
     "Δ: per-seed differences to `none` on the same seed, mean ± std. Beyond noise "
@@ -248,15 +246,12 @@ def cost_rows(cost: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def step_ratio(variant: dict[str, Any], ref: dict[str, Any]) -> tuple[float, list[float]]:
-    """Step time of `variant` relative to `ref`: the median over rounds of the ratio of
-    their medians within a round (paired, so load that drifts between rounds cancels),
-    with the ratios of all rounds; without per-round times (older results), the ratio
-    of the overall medians and no rounds."""
-    mine, theirs = variant.get("step_ms_rounds"), ref.get("step_ms_rounds")
-    if mine and theirs and len(mine) == len(theirs):
-        ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
-        return statistics.median(ratios), ratios
-    return variant["step_ms"] / ref["step_ms"], []
+    """Step time of `variant` relative to `ref`: the ratio of their medians over all
+    timed steps, and the ratio within each round (their medians in the same round;
+    empty for results without per-round times), which shows how far the timings move."""
+    mine, theirs = variant.get("step_ms_rounds") or [], ref.get("step_ms_rounds") or []
+    rounds = [a / b for a, b in zip(mine, theirs, strict=True)] if len(mine) == len(theirs) else []
+    return variant["step_ms"] / ref["step_ms"], rounds
 
 
 def fmt_ratio(variant: dict[str, Any], ref: dict[str, Any]) -> str:
@@ -320,7 +315,7 @@ def cost_context(cost: dict[str, Any]) -> str:
         f"Measured on {cost['device']}, one fixed batch of {cost['batch_size']} at {h}x{w}: "
         f"median of {cost['steps']} steps after {cost['warmup']} warm-up steps, variants "
         f"taking turns over {cost['rounds']} rounds; memory: {cost['memory_method']}."
-        + (PAIRED_NOTE if "step_ms_rounds" in cost["variants"][FLOOR] else "")
+        + (ROUNDS_NOTE if "step_ms_rounds" in cost["variants"][FLOOR] else "")
     )
 
 
