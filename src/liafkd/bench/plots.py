@@ -100,7 +100,7 @@ def plot_ap(results: BenchResults, dataset: str, path: Path) -> bool:
     if teacher is not None and teacher["metrics"].get("AP") is not None:
         ax.axhline(100 * teacher["metrics"]["AP"], color="C3", linestyle="--", label="teacher")
     ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.12 * ax.get_ylim()[1])  # room for the value labels above the bars
     ax.set_ylabel("COCO AP (%)")
     ax.set_title(f"{results.name} / {dataset}: AP per method", fontsize=11)
     ax.set_xlabel("bars: mean ± std over seeds; dots: single seeds", fontsize=8)
