@@ -1,6 +1,6 @@
 """README tables from committed results files (never typed by hand).
 
-    python benchmarks/results_table.py bccd|retinanet|demo [--readme README.md]
+    python benchmarks/results_table.py bccd|retinanet|demo|ld_diagnosis [--readme README.md]
 
 Prints the markdown table of one results set; with --readme, replaces the text between
 `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` in the README.
@@ -88,7 +88,27 @@ def demo() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"bccd": bccd, "retinanet": retinanet, "demo": demo}
+def ld_diagnosis() -> str:
+    result = json.loads((RESULTS / "ld_diagnosis.json").read_text())
+    lines = [
+        "| student | seeds | student IoU | teacher IoU | LD distance T=10 | LD distance T=1 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in result["rows"].items():
+        m = row["mean"]
+        lines.append(
+            f"| `{name}` | {len(row['per_seed'])} | {m['student_iou']:.3f} | "
+            f"{m['teacher_iou']:.3f} | {m['kl_T10']:.3f} | {m['kl_T1']:.4f} |"
+        )
+    positives = next(iter(result["rows"].values()))["mean"]["positives"]
+    lines.append(
+        f"\nMeans over seeds, at the student's {positives:.0f} positive locations of the first "
+        f"{result['batches']} training batches of `{result['bench']}`."
+    )
+    return "\n".join(lines)
+
+
+TABLES = {"bccd": bccd, "retinanet": retinanet, "demo": demo, "ld_diagnosis": ld_diagnosis}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
