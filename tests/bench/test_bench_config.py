@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from liafkd.bench.config import PRESET_DIR, load_bench, resolve_bench_path
+from liafkd.bench.config import PRESET_DIR, load_bench, preset_names, resolve_bench_path
 from liafkd.bench.runner import plan_run, plan_teacher
 from liafkd.config import ConfigError
 
@@ -38,7 +38,11 @@ def write(tmp_path: Path, raw: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("preset", ["cpu-smoke", "cpu-bccd", "gpu-coco", "gpu-kitti"])
+def test_the_presets_are_listed():
+    assert preset_names() == ["cpu-bccd", "cpu-smoke", "cpu-synthetic", "gpu-coco", "gpu-kitti"]
+
+
+@pytest.mark.parametrize("preset", preset_names())
 def test_presets_load_and_state_their_wall_time(preset):
     bench = load_bench(resolve_bench_path(preset))
     assert bench.cfg.name == preset

@@ -189,6 +189,11 @@ class LoadedBench:
         return block
 
 
+def preset_names() -> list[str]:
+    """The bench presets shipped in configs/bench (empty outside a source checkout)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+
+
 def resolve_bench_path(text: str) -> Path:
     """A bench YAML path, or a preset name (configs/bench/NAME.yaml)."""
     path = Path(text)
@@ -197,7 +202,7 @@ def resolve_bench_path(text: str) -> Path:
     preset = PRESET_DIR / f"{text}.yaml"
     if path.suffix == "" and preset.is_file():
         return preset
-    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+    presets = preset_names()
     known = f" (presets: {', '.join(presets)})" if presets else ""
     raise ConfigError(f"{text}: bench config not found{known}")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from liafkd.bench.config import preset_names
+
     p = subparsers.add_parser(
         "bench",
         help="compare distillation methods over seeds and datasets; report and cost",
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run, measures each method's cost, and writes results.jsonl, report.md, "
         "report.html and plots to the bench's output_dir. Finished runs are never redone: "
         "rerun the same command to continue an interrupted bench. BENCH_CONFIG is a YAML "
-        "file or a preset name (configs/bench: cpu-smoke, cpu-bccd, gpu-coco, gpu-kitti). "
+        f"file or a preset name (configs/bench: {', '.join(preset_names())}). "
         "`liafkd bench report BENCH_DIR [--readme README.md]` rebuilds the reports from "
         "BENCH_DIR/results.jsonl alone and, with --readme, the README text between "
         "<!-- bench:NAME:start --> and <!-- bench:NAME:end -->.",
