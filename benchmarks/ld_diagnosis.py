@@ -80,7 +80,13 @@ def main() -> None:
     (dataset,) = bench.datasets
     run_dir = Path(bench.work_dir) / "runs" / dataset
     configs = Path(bench.work_dir) / "configs" / dataset
-    (teacher_ckpt,) = [p for p in run_dir.glob("teacher-*/final.pt")]
+    teachers = sorted(run_dir.glob("teacher-*/final.pt"))
+    if len(teachers) != 1:
+        raise SystemExit(
+            f"{run_dir}: expected one teacher checkpoint, found {len(teachers)}; "
+            f"run `liafkd bench {args.config}` first"
+        )
+    teacher_ckpt = teachers[0]
     cfg = load_config(str(configs / "none-s0.yaml"))
     train_index, _val = load_indices(cfg)
     classes = train_index.class_names
