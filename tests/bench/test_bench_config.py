@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from liafkd.bench.config import PRESET_DIR, load_bench, preset_names, resolve_bench_path
+from liafkd.bench.config import load_bench, resolve_bench_path
+from liafkd.bench.presets import PRESET_DIR, preset_names
 from liafkd.bench.runner import plan_run, plan_teacher
 from liafkd.config import ConfigError
 

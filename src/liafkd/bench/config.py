@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from liafkd.bench.presets import PRESET_DIR, preset_names
 from liafkd.config import (
     AugmentConfig,
     ConfigError,
@@ -49,7 +50,6 @@ from liafkd.distill.config import MethodName, load_distill_config
 
 BASELINE = "none"  # the method every delta is taken against
 RESERVED_ROW = "floor"  # the cost table's `none` + teacher forward
-PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "bench"
 
 
 class TeacherSpec(StrictModel):
@@ -187,11 +187,6 @@ class LoadedBench:
         block = deep_merge(copy.deepcopy(self.cfg.distill_options), method.options)
         block["method"] = method.method
         return block
-
-
-def preset_names() -> list[str]:
-    """The bench presets shipped in configs/bench (empty outside a source checkout)."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
 
 
 def resolve_bench_path(text: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from liafkd.bench.config import preset_names
+    from liafkd.bench.presets import preset_names
 
     p = subparsers.add_parser(
         "bench",
