@@ -217,23 +217,22 @@ def method_table(results: BenchResults, dataset: str) -> Table:
 
 def comparison_table(results: BenchResults, dataset: str) -> Table | None:
     """The bench's `comparisons`: paired per-seed deltas between two methods."""
-    pairs = [p for p in results.bench.get("comparisons", []) if p[0] in results.runs[dataset]]
-    pairs = [p for p in pairs if p[1] in results.runs[dataset]]
+    runs = results.runs[dataset]
+    pairs = [p for p in results.bench.get("comparisons", []) if p[0] in runs and p[1] in runs]
     if not pairs:
         return None
     deltas = delta_metrics(results, dataset)
     headers = ["method", "against", "seeds"] + [f"{h} (beyond noise?)" for h, _ in deltas]
     rows = []
     for method, against in pairs:
-        row = [method, against]
-        for k, (_, metric) in enumerate(deltas):
-            d = paired_delta(
+        paired = [
+            paired_delta(
                 results.values(dataset, method, metric), results.values(dataset, against, metric)
             )
-            if k == 0:
-                row.append(str(0 if d is None else d.n))
-            row.append(f"{fmt_delta(d)} ({fmt_noise(d)})")
-        rows.append(row)
+            for _, metric in deltas
+        ]
+        seeds = str(0 if paired[0] is None else paired[0].n)
+        rows.append([method, against, seeds] + [f"{fmt_delta(d)} ({fmt_noise(d)})" for d in paired])
     return Table(headers, rows)
 
 
