@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from liafkd.bench.config import load_bench
+from liafkd.bench.runner import plan_runs, plan_teacher
 from liafkd.config import load_config
 from liafkd.data.dataset import build_loader
 from liafkd.distill.config import TeacherConfig
@@ -33,14 +34,6 @@ from liafkd.models.box_coder import aligned_box_iou, decode_boxes
 RESULTS = Path(__file__).resolve().parent / "results" / "ld_diagnosis.json"
 ROWS = ("none", "ld", "ld-x0.1", "ld-T1")
 TEMPERATURES = (10.0, 1.0)
-
-
-def checkpoint(run_dir: Path, row: str, seed: int) -> Path | None:
-    """final.pt of the run `ROW-sSEED-<key>` (the row name may itself hold dashes)."""
-    for folder in sorted(run_dir.glob(f"{row}-s{seed}-*")):
-        if folder.name.rsplit("-", 2)[0] == row and (folder / "final.pt").is_file():
-            return folder / "final.pt"
-    return None
 
 
 @torch.no_grad()
@@ -78,19 +71,18 @@ def main() -> None:
     args = parser.parse_args()
     bench = load_bench(args.config)
     (dataset,) = bench.datasets
-    run_dir = Path(bench.work_dir) / "runs" / dataset
-    configs = Path(bench.work_dir) / "configs" / dataset
-    teachers = sorted(run_dir.glob("teacher-*/final.pt"))
-    if len(teachers) != 1:
+    teacher_run = plan_teacher(bench, dataset)
+    if not teacher_run.checkpoint.is_file():
         raise SystemExit(
-            f"{run_dir}: expected one teacher checkpoint, found {len(teachers)}; "
+            f"{teacher_run.checkpoint}: no teacher checkpoint; "
             f"run `liafkd bench {args.config}` first"
         )
-    teacher_ckpt = teachers[0]
-    cfg = load_config(str(configs / "none-s0.yaml"))
+    cfg = load_config(str(teacher_run.config))
     train_index, _val = load_indices(cfg)
     classes = train_index.class_names
-    teacher_spec = TeacherConfig(config=str(configs / "teacher.yaml"), checkpoint=str(teacher_ckpt))
+    teacher_spec = TeacherConfig(
+        config=str(teacher_run.config), checkpoint=str(teacher_run.checkpoint)
+    )
     teacher = load_teacher(teacher_spec, classes)
     loader = build_loader(
         train_index,
@@ -105,14 +97,20 @@ def main() -> None:
         batches.append((images, targets))
         if len(batches) == args.batches:
             break
+    finished = {
+        (run.method.name, run.seed): run
+        for run in plan_runs(bench, dataset, teacher_run)
+        if (run.output_dir / "final.pt").is_file()
+    }
     rows: dict[str, dict] = {}
     for row in ROWS:
         per_seed = {}
         for seed in bench.cfg.seeds:
-            ckpt = checkpoint(run_dir, row, seed)
-            if ckpt is None:
+            run = finished.get((row, seed))
+            if run is None:
                 continue
-            spec = TeacherConfig(config=str(configs / f"{row}-s{seed}.yaml"), checkpoint=str(ckpt))
+            final = run.output_dir / "final.pt"
+            spec = TeacherConfig(config=str(run.config), checkpoint=str(final))
             student = load_teacher(spec, classes)  # frozen, eval mode: as evaluated
             per_seed[seed] = positives_figures(student, teacher, batches)
             print(row, seed, {k: round(v, 4) for k, v in per_seed[seed].items()})
