@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from liafkd.cli.data import add_synth_parser
 from liafkd.config import ConfigError, DatasetConfig
 from liafkd.data.synthetic import (
     CLASS_NAMES,
     META_FILE,
     SceneObject,
-    add_synth_parser,
     draw_sprite,
     ensure_synthetic,
     generate_synthetic,
@@ -59,6 +59,12 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     pngs = [k for k in a if k.endswith(".png")]
     assert len(pngs) == 4
     assert all(a[k] != c[k] for k in pngs)
+
+
+def test_parallel_workers_write_the_same_bytes(tmp_path):
+    generate_synthetic(tmp_path / "serial", 6, seed=3, size=SIZE)
+    generate_synthetic(tmp_path / "parallel", 6, seed=3, size=SIZE, workers=2)
+    assert _digest(tmp_path / "serial") == _digest(tmp_path / "parallel")
 
 
 def test_layout_and_splits(small_set):

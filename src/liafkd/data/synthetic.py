@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -965,29 +966,43 @@ Regenerate: liafkd data synth --out DIR --images N --seed S (see synthetic_meta.
 """
 
 
+def _scene_dirs(out_root: Path) -> tuple[Path, Path, Path]:
+    training = out_root / "training"
+    return training / "image_2", training / "label_2", training / "difficulty"
+
+
+def _write_scene(out_root: Path, seed: int, index: int, size: tuple[int, int]) -> None:
+    image_dir, label_dir, info_dir = _scene_dirs(out_root)
+    image, labels = generate_image(seed, index, size)
+    image.save(image_dir / f"{index:06d}.png", compress_level=1)
+    (label_dir / f"{index:06d}.txt").write_text("".join(f"{s}\n" for s in label_lines(labels)))
+    (info_dir / f"{index:06d}.json").write_text(json.dumps(difficulty_record(labels)))
+
+
 def generate_synthetic(
     out_root: Path,
     num_images: int,
     seed: int,
     size: tuple[int, int] = (192, 320),
     val_fraction: float = 0.25,
+    workers: int = 1,
 ) -> None:
     """Write `num_images` scenes of `size` (height, width) under `out_root` in KITTI
-    layout. The same seed gives byte-identical images and labels."""
+    layout. The same seed gives byte-identical images and labels, whatever `workers`
+    (processes drawing scenes in parallel)."""
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
     out_root = Path(out_root)
-    image_dir = out_root / "training" / "image_2"
-    label_dir = out_root / "training" / "label_2"
-    info_dir = out_root / "training" / "difficulty"
     sets_dir = out_root / "ImageSets"
-    for folder in (image_dir, label_dir, info_dir, sets_dir):
+    for folder in (*_scene_dirs(out_root), sets_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    for index in range(num_images):
-        image, labels = generate_image(seed, index, tuple(size))
-        image.save(image_dir / f"{index:06d}.png", compress_level=1)
-        (label_dir / f"{index:06d}.txt").write_text("".join(f"{s}\n" for s in label_lines(labels)))
-        (info_dir / f"{index:06d}.json").write_text(json.dumps(difficulty_record(labels)))
+    jobs = [(out_root, seed, index, tuple(size)) for index in range(num_images)]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool.starmap(_write_scene, jobs, chunksize=8)
+    else:
+        for job in jobs:
+            _write_scene(*job)
     train, val = _split_ids(num_images, seed, val_fraction)
     for name, ids in (("train", train), ("val", val), ("trainval", sorted(train + val))):
         (sets_dir / f"{name}.txt").write_text("".join(f"{i:06d}\n" for i in ids))
@@ -1011,7 +1026,7 @@ def _matches(meta: dict | None, cfg: DatasetConfig) -> bool:
     return all(meta.get(k) == wanted[k] for k in keys)
 
 
-def ensure_synthetic(cfg: DatasetConfig) -> Path:
+def ensure_synthetic(cfg: DatasetConfig, workers: int = 1) -> Path:
     """The KITTI root of the synthetic set `cfg` asks for, generated on first use.
 
     A folder holding a set with other parameters is replaced; a non-empty folder that
@@ -1027,7 +1042,8 @@ def ensure_synthetic(cfg: DatasetConfig) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        generate_synthetic(staging, cfg.synth_images, cfg.synth_seed, tuple(cfg.synth_size))
+        size = tuple(cfg.synth_size)
+        generate_synthetic(staging, cfg.synth_images, cfg.synth_seed, size, workers=workers)
         _swap_in(staging, root, cfg)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -1089,30 +1105,6 @@ def _annotated_tile(root: Path, label_file: Path) -> Image.Image:
         if kind != "DontCare":
             d.text((box[0] + 1, box[1] - 9), f"{kind[0]}{occluded}", fill=color, font_size=9)
     return image
-
-
-def add_synth_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `liafkd data synth`."""
-    p = data_subparsers.add_parser(
-        "synth",
-        help="generate the synthetic driving-scene dataset (KITTI layout)",
-        description="Write a deterministic synthetic dataset in KITTI layout: "
-        "training/image_2, training/label_2, ImageSets/{train,val,trainval}.txt.",
-    )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--images", type=int, default=256, help="number of images (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--height", type=int, default=192, help="image height (default 192)")
-    p.add_argument("--width", type=int, default=320, help="image width (default 320)")
-    p.add_argument(
-        "--grid",
-        type=Path,
-        default=None,
-        metavar="PNG",
-        help="also write a preview grid of the first 16 images with their boxes",
-    )
-    p.set_defaults(func=run_synth)
-    return p
 
 
 def run_synth(args: argparse.Namespace) -> int:
