@@ -98,9 +98,12 @@ def test_distiller_matches_method_and_protects_teacher(make_inputs):
     teacher_feats = [teacher_module(f) for f in inputs.teacher_feats]  # engine forgot no_grad
     student, teacher = _outputs(inputs, inputs.student_feats)
     teacher.feats = teacher_feats
-    distiller = Distiller(FGD(4, 2), 4, 4, 2)
+    distiller = Distiller(FGD(4, 2), 4, 4, 2, adapter="always")
     losses = _call(distiller, inputs, student, teacher)
-    inputs.teacher_feats = [f.detach() for f in teacher_feats]
+    # the method sees both sides divided by the teacher's per-level RMS
+    rms = [f.detach().pow(2).mean().sqrt() for f in teacher_feats]
+    inputs.teacher_feats = [f.detach() / s for f, s in zip(teacher_feats, rms, strict=True)]
+    inputs.student_feats = [f / s for f, s in zip(inputs.student_feats, rms, strict=True)]
     direct = distiller.method(inputs)
     assert {k: v.item() for k, v in losses.items()} == pytest.approx(
         {k: v.item() for k, v in direct.items()}
@@ -108,6 +111,43 @@ def test_distiller_matches_method_and_protects_teacher(make_inputs):
     sum(losses.values()).backward()
     assert all(p.grad is None for p in teacher_module.parameters())
     assert distiller.adapters.convs[0].weight.grad is not None
+
+
+def test_adapters_only_when_widths_differ_unless_forced():
+    cfg = load_distill_config({"method": "fgd", "teacher": TEACHER}, "x")
+    assert build_distiller(cfg, 4, 4, 2).adapters is None
+    assert build_distiller(cfg, 3, 4, 2).adapters is not None
+    forced = load_distill_config({"method": "fgd", "teacher": TEACHER, "adapter": "always"}, "x")
+    assert build_distiller(forced, 4, 4, 2).adapters is not None
+    with pytest.raises(ConfigError, match="distill.adapter"):
+        load_distill_config({"method": "fgd", "teacher": TEACHER, "adapter": "never"}, "x")
+
+
+def test_feature_norm_switch_keeps_the_raw_mode(make_inputs):
+    inputs = make_inputs()
+    scaled = [f * 10 for f in inputs.teacher_feats]
+    student, teacher = _outputs(inputs, [f * 10 for f in inputs.student_feats])
+    teacher.feats = scaled
+    raw_cfg = load_distill_config(
+        {"method": "mimic", "teacher": TEACHER, "feature_norm": "none"}, "x"
+    )
+    norm_cfg = load_distill_config({"method": "mimic", "teacher": TEACHER}, "x")
+    raw = _call(build_distiller(raw_cfg, 4, 4, 2), inputs, student, teacher)["loss_mimic"]
+    normalised = _call(build_distiller(norm_cfg, 4, 4, 2), inputs, student, teacher)
+    mean_squares = [f.pow(2).mean() for f in scaled]
+    expected = sum(
+        ((s * 10 - t) ** 2).mean() / m
+        for s, t, m in zip(inputs.student_feats, scaled, mean_squares, strict=True)
+    )
+    assert normalised["loss_mimic"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert raw.item() == pytest.approx(
+        sum(
+            ((s * 10 - t) ** 2).mean() for s, t in zip(inputs.student_feats, scaled, strict=True)
+        ).item(),
+        rel=1e-5,
+    )
+    with pytest.raises(ConfigError, match="distill.feature_norm"):
+        load_distill_config({"method": "fgd", "teacher": TEACHER, "feature_norm": "l2"}, "x")
 
 
 def test_det_grads_through_non_identity_adapters(make_inputs):

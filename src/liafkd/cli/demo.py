@@ -20,11 +20,6 @@ TEACHER_MODEL = {"depth": 18, "width": 32, "fpn_channels": 64, "head_convs": 2, 
 STUDENT_MODEL = {"depth": 18, "width": 16, "fpn_channels": 32, "head_convs": 2, "head_channels": 32}
 
 
-# Imitation weights at the scale of these small models (configs/synthetic/
-# distill_cpu_weights.yaml explains the 1e-3 factor on the published defaults).
-CPU_LIAF_WEIGHTS = {"alpha_fg": 1.0e-6, "beta_bg": 5.0e-7, "gamma_att": 5.0e-4}
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
@@ -89,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     teacher_block = {"config": str(teacher_cfg), "checkpoint": str(out / "teacher" / "final.pt")}
     for step, method in ((2, "none"), (3, "liaf")):
         raw = experiment(f"student_{method}", out, STUDENT_MODEL, args)
-        raw["distill"] = {"method": method, "teacher": teacher_block, "liaf": CPU_LIAF_WEIGHTS}
+        raw["distill"] = {"method": method, "teacher": teacher_block}  # published weights
         path = write_config(raw, configs)
         print(f"[{step}/3] student with `{method}`: {path}")
         runs[f"student_{method}"] = distill_student(str(path), [])

@@ -52,6 +52,8 @@ class DistillInputs:
       of AssignResult.gt_index and of InstanceState.
     teacher_feats: P3.. teacher FPN features [B, C_t, H_l, W_l], detached.
     student_feats: student FPN features adapted to C_t channels, with graph.
+      With distill.feature_norm "teacher_rms" (default) both are divided by the
+      teacher's detached RMS on each level (scale.py).
     strides: stride of each level, input pixels.
     teacher_head / student_head: raw head outputs (teacher detached).
     student_assign: the student's location -> instance assignment.
@@ -59,7 +61,8 @@ class DistillInputs:
     det_grads: dL_det/dF_S of the student's detection loss w.r.t. its raw FPN features,
       mapped through the adapters' linear part (see Adapters.map_gradients), so that
       its inner product with a gradient taken w.r.t. the adapted features equals the
-      chain-rule inner product on the raw features. Only when a method needs it.
+      chain-rule inner product on the raw features (divided by the level's teacher RMS
+      when the features are, for the same reason). Only when a method needs it.
     student_branches / teacher_branches: each head's branch features after its first
       `branch_cut` blocks (student with graph, teacher detached).
     teacher_head_module: the frozen teacher head (eval mode, requires_grad False): a

@@ -5,6 +5,8 @@
                               # | liaf | liaf+ld | liaf+crosskd
       teacher: {config: teacher.yaml, checkpoint: teacher.pth}
       inherit: false          # true: student neck + head start from the teacher's weights
+      feature_norm: teacher_rms   # teacher_rms | none: imitate features / teacher's RMS
+      adapter: auto           # auto: 1x1 adapters only where the widths differ | always
       liaf: {alpha_fg: 0.001, selector: {objective: joint, lam: 0.5}}
 
 Only the block of the chosen method is used (`liaf+ld` uses `liaf` and `ld`,
@@ -138,6 +140,12 @@ class DistillConfig(StrictModel):
     crosskd: CrossKDConfig = Field(default_factory=CrossKDConfig)
     liaf: LIAFConfig = Field(default_factory=LIAFConfig)
     inherit: bool = False  # init the student's neck and head from the teacher (inherit.py)
+    # teacher_rms: every feature term compares F_T / s_l and adapter(F_S) / s_l, s_l the
+    # teacher's detached RMS on level l (scale.py); none: the raw features
+    feature_norm: Literal["teacher_rms", "none"] = "teacher_rms"
+    # auto: 1x1 student -> teacher adapters only when the FPN widths differ; always: also
+    # when they match (identity-initialised)
+    adapter: Literal["auto", "always"] = "auto"
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
     @model_validator(mode="after")

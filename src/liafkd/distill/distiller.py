@@ -10,6 +10,11 @@ under torch.no_grad) through `forward_train` on the same batch, then:
 `distiller.parameters()` (adapters, GcBlocks, selector) train with the student's
 optimizer; none of it is part of the exported student.
 
+Feature methods see normalised features: with `feature_norm` "teacher_rms" (the
+default) the teacher's and the (adapted) student's FPN features are both divided by the
+teacher's detached per-level RMS (scale.py). Adapters exist only where the student's
+FPN width differs from the teacher's (`adapter` "auto", as FGD), or always ("always").
+
 Methods that run the student's head features through the teacher's head (CrossKD)
 need two more things: `forward_train(..., branch_cut=distiller.branch_cut)` on both
 detectors (so the heads keep their branch features), and the teacher's head module,
@@ -19,6 +24,8 @@ given as `teacher_head`; the Distiller holds it as a plain reference, outside
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +33,7 @@ from liafkd.distill.adapters import Adapters
 from liafkd.distill.base import KNOWN_NEEDS, DistillInputs, DistillMethod, HeadPair
 from liafkd.distill.config import DistillConfig
 from liafkd.distill.registry import build_method
+from liafkd.distill.scale import FeatureNorm, divide_levels, level_scales
 from liafkd.models.outputs import BranchFeats, DetectorOutput, InstanceState
 
 
@@ -37,14 +45,18 @@ class Distiller(nn.Module):
         teacher_channels: int,
         num_levels: int,
         teacher_head: nn.Module | None = None,
+        feature_norm: FeatureNorm = "teacher_rms",
+        adapter: Literal["auto", "always"] = "auto",
     ) -> None:
         super().__init__()
         unknown = method.needs - KNOWN_NEEDS
         if unknown:
             raise ValueError(f"{type(method).__name__} needs unknown inputs {sorted(unknown)}")
         self.method = method
+        self.feature_norm = feature_norm
         self.adapters: Adapters | None = None
-        if "feats" in method.needs:
+        widths_differ = student_channels != teacher_channels
+        if "feats" in method.needs and (widths_differ or adapter == "always"):
             self.adapters = Adapters(student_channels, teacher_channels, num_levels)
         if "teacher_head_module" in method.needs:
             if teacher_head is None:
@@ -73,6 +85,10 @@ class Distiller(nn.Module):
         needs = self.needs
         teacher_feats = [f.detach() for f in teacher.feats]
         student_feats = self.adapters(student.feats) if self.adapters is not None else student.feats
+        scales = level_scales(teacher_feats, self.feature_norm) if "feats" in needs else None
+        if scales is not None:
+            teacher_feats = divide_levels(teacher_feats, scales)
+            student_feats = divide_levels(student_feats, scales)
         inputs = DistillInputs(
             images_shape=tuple(images_shape),
             targets=targets,
@@ -90,6 +106,8 @@ class Distiller(nn.Module):
             inputs.student_instances = _detached_state(student.instances)
         if "det_grads" in needs:
             inputs.det_grads = self._det_grads(student.feats, det_loss)
+            if scales is not None:  # dF_norm = dF_adapted / s: keep the raw inner product
+                inputs.det_grads = divide_levels(inputs.det_grads, scales)
         if "head_branches" in needs:
             inputs.student_branches = self._branches(student.branches, "student")
             inputs.teacher_branches = self._branches(teacher.branches, "teacher").detach()
@@ -156,4 +174,12 @@ def build_distiller(
     """`heads` (student head, teacher head) is required by the cross-head methods."""
     method = build_method(cfg, teacher_channels, num_levels, heads)
     teacher_head = heads.teacher if heads is not None else None
-    return Distiller(method, student_channels, teacher_channels, num_levels, teacher_head)
+    return Distiller(
+        method,
+        student_channels,
+        teacher_channels,
+        num_levels,
+        teacher_head,
+        feature_norm=cfg.feature_norm,
+        adapter=cfg.adapter,
+    )
