@@ -7,12 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from liafkd.config import load_dataset_config
-from liafkd.data.check import format_summary, summarize
-from liafkd.data.convert import write_coco_json
-from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
-from liafkd.data.synthetic import add_synth_parser
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="check or convert a dataset")
@@ -26,6 +20,36 @@ def add_data_subcommands(sub: argparse._SubParsersAction) -> None:
     _add_check_parser(sub)
     _add_convert_parser(sub)
     add_synth_parser(sub)
+
+
+def add_synth_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `liafkd data synth` (the generator is imported when it runs)."""
+    p = sub.add_parser(
+        "synth",
+        help="generate the synthetic driving-scene dataset (KITTI layout)",
+        description="Write a deterministic synthetic dataset in KITTI layout: "
+        "training/image_2, training/label_2, ImageSets/{train,val,trainval}.txt.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--images", type=int, default=256, help="number of images (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--height", type=int, default=192, help="image height (default 192)")
+    p.add_argument("--width", type=int, default=320, help="image width (default 320)")
+    p.add_argument(
+        "--grid",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="also write a preview grid of the first 16 images with their boxes",
+    )
+    p.set_defaults(func=run_synth)
+    return p
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from liafkd.data.synthetic import run_synth as synth
+
+    return synth(args)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -54,6 +78,10 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from liafkd.config import load_dataset_config
+    from liafkd.data.check import format_summary, summarize
+    from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
+
     cfg = load_dataset_config(args.dataset_config)
     index = read_dataset(cfg)
     summary = summarize(index, cfg)
@@ -73,6 +101,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from liafkd.config import load_dataset_config
+    from liafkd.data.convert import write_coco_json
+    from liafkd.data.formats import enforce_policy, read_dataset
+
     cfg = load_dataset_config(args.dataset_config)
     index = read_dataset(cfg)
     enforce_policy(index, cfg)

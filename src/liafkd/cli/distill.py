@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from liafkd.cli.train import add_common_run_args, resolve_resume
-from liafkd.config import ExperimentConfig, load_config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from liafkd.config import ExperimentConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
+    from liafkd.config import load_config
     from liafkd.distill.base import HeadPair
     from liafkd.distill.capabilities import check_detector_support
     from liafkd.distill.config import load_distill_config
@@ -73,6 +77,7 @@ def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None
 
 def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd distill` as a function: returns the run's summary."""
+    from liafkd.config import load_config
     from liafkd.engine.build import load_indices
     from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks

@@ -1,15 +1,10 @@
 """`liafkd doctor CONFIG`: every check `liafkd train|distill` runs before training,
-plus the data summary, without training; a PASS/FAIL table, exit 1 on any FAIL."""
+plus the data summary, without training; a PASS/FAIL table, exit 1 on any FAIL. The
+checks live in liafkd.engine.doctor."""
 
 from __future__ import annotations
 
 import argparse
-
-from torch import nn
-
-from liafkd.config import ConfigError, DatasetConfig, ExperimentConfig, load_config
-from liafkd.data.records import DatasetIndex
-from liafkd.engine.guardrails import CheckResult, GuardrailError, format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,100 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def dataset_result(what: str, ds_cfg: DatasetConfig) -> tuple[CheckResult, DatasetIndex | None]:
-    """Read one split as training would; summarise it, warn on problems and on classes
-    with no objects."""
-    from liafkd.data.check import summarize
-    from liafkd.engine.build import load_index
-
-    try:
-        index = load_index(ds_cfg, what)
-    except (ValueError, OSError) as e:  # ConfigError and DatasetError are ValueErrors
-        return CheckResult(what, "FAIL", str(e)), None
-    summary = summarize(index, ds_cfg)
-    detail = (
-        f"{summary['images']} images, {summary['instances']} objects, "
-        f"{len(index.class_names)} classes, {len(index.problems)} problems"
-    )
-    empty = [name for name, n in summary["instances_per_class"].items() if n == 0]
-    if empty:
-        return CheckResult(what, "WARN", f"{detail}; no objects of {empty}"), index
-    if index.problems:
-        return CheckResult(what, "WARN", f"{detail} (`liafkd data check` lists them)"), index
-    return CheckResult(what, "PASS", detail), index
-
-
-def data_results(
-    cfg: ExperimentConfig,
-) -> tuple[list[CheckResult], tuple[DatasetIndex, DatasetIndex] | None]:
-    train_result, train = dataset_result("data.train", cfg.data.train)
-    val_result, val = dataset_result("data.val", cfg.data.val)
-    results = [train_result, val_result]
-    if train is None or val is None:
-        return results, None
-    if train.class_names != val.class_names:
-        results.append(
-            CheckResult(
-                "data classes",
-                "FAIL",
-                f"data.train has {train.class_names}, data.val has {val.class_names}",
-            )
-        )
-        return results, None
-    return results, (train, val)
-
-
-def build_train_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
-    """What `liafkd train` or `liafkd distill` would train."""
-    if cfg.distill is not None:
-        from liafkd.cli.distill import build_distill_module
-
-        return build_distill_module(cfg, source, class_names)
-    from liafkd.engine.build import build_student
-    from liafkd.engine.trainer import DetectorTrainModule
-
-    return DetectorTrainModule(build_student(cfg.model, len(class_names)))
-
-
-def model_result(module: nn.Module) -> CheckResult:
-    student = sum(p.numel() for p in module.student.parameters())
-    trained = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return CheckResult(
-        "model",
-        "PASS",
-        f"{type(module.student).__name__} student {student / 1e6:.2f}M parameters; "
-        f"{trained / 1e6:.2f}M trained (with the distiller's)",
-    )
-
-
-def diagnose(config: str, overrides: list[str]) -> list[CheckResult]:
-    """Every check, collected rather than stopping at the first failure."""
-    from liafkd.engine.checkpoint import CheckpointError
-    from liafkd.engine.guardrails import collect_checks
-    from liafkd.engine.trainer import resolve_device, seed_everything
-
-    cfg = load_config(config, overrides)
-    results, indices = data_results(cfg)
-    if indices is None:
-        return results + [CheckResult("model", "SKIP", "needs the data")]
-    train_index, val_index = indices
-    seed_everything(cfg.train.seed)
-    try:
-        module = build_train_module(cfg, config, train_index.class_names)
-    except GuardrailError as e:  # the teacher's classes or weights
-        return results + e.results + [CheckResult("step health", "SKIP", "needs the teacher")]
-    except (ValueError, OSError, CheckpointError) as e:
-        return results + [CheckResult("model", "FAIL", str(e))]
-    results.append(model_result(module))
-    device = resolve_device(cfg.train.device)
-    try:
-        checks = collect_checks(cfg, config, module.to(device), train_index, val_index, device)
-    except (ValueError, RuntimeError) as e:  # an image, the evaluation or the forward failed
-        return results + [CheckResult("checks", "FAIL", f"{type(e).__name__}: {e}")]
-    return results + checks.results
-
-
 def run(args: argparse.Namespace) -> int:
+    from liafkd.config import ConfigError
+    from liafkd.engine.doctor import diagnose
+    from liafkd.engine.guardrails import CheckResult, format_table
+
     try:
         results = diagnose(args.config, args.overrides)
     except ConfigError as e:  # the config itself does not load

@@ -7,11 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from liafkd.config import load_config, load_dataset_config
-from liafkd.data.formats import enforce_policy, read_dataset
-from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
-from liafkd.evaluation.kitti import format_kitti_table
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -54,7 +49,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate_checkpoint(args: argparse.Namespace) -> int:
+    from liafkd.config import load_config
     from liafkd.engine.evaluate import evaluate_checkpoint
+    from liafkd.evaluation.coco import format_coco_table
+    from liafkd.evaluation.kitti import format_kitti_table
 
     if not (args.config and args.checkpoint):
         print("error: liafkd eval CONFIG needs --checkpoint CKPT", file=sys.stderr)
@@ -76,6 +74,10 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _evaluate_results(args: argparse.Namespace) -> int:
+    from liafkd.config import load_dataset_config
+    from liafkd.data.formats import enforce_policy, read_dataset
+    from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
+
     cfg = load_dataset_config(args.dataset)
     index = read_dataset(cfg)
     enforce_policy(index, cfg)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from liafkd.config import AugmentConfig, load_config
+if TYPE_CHECKING:
+    from liafkd.config import AugmentConfig
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 
@@ -52,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def preprocessing(config: str | None, meta: dict) -> AugmentConfig:
     """The evaluation preprocessing of the run: from `config` when given, else as the
     checkpoint's `meta` recorded it, else the defaults (with a note)."""
+    from liafkd.config import AugmentConfig, load_config
+
     if config:
         return load_config(config).data.augment
     if meta.get("augment") is not None:

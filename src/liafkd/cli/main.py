@@ -1,6 +1,13 @@
 """`liafkd` entry point. Each sub-command lives in its own module under
 liafkd.cli and exposes `register(subparsers)`; the module's handler is set with
-`parser.set_defaults(func=...)` and returns an exit code."""
+`parser.set_defaults(func=...)` and returns an exit code.
+
+Building the parser must stay cheap (`liafkd --help` in well under half a second): the
+command modules import only the standard library at module level, and each handler
+imports what it needs (torch, torchvision, pydantic, pycocotools) when it runs. Commands
+that need no model (`kitti-eval`, `data check|convert`, `eval --results`) never import
+torch; tests/cli/test_cli_startup.py holds them to it.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,16 @@ COMMAND_MODULES = [
     "liafkd.cli.bench",
 ]
 
+# (module, exception class) -> exit code. Looked up only in modules already imported:
+# an exception of a module the command never loaded cannot have been raised, and
+# importing the module to compare would cost the command the torch import.
+KNOWN_ERRORS = [
+    ("liafkd.config", "ConfigError", 2),
+    ("liafkd.engine.checkpoint", "CheckpointError", 2),
+    ("liafkd.data.dataset", "DataLoadError", 2),
+    ("liafkd.engine.trainer", "NonFiniteLossError", 1),
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,28 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def known_error_code(error: BaseException) -> int | None:
+    """The exit code of a liafkd error class, None for anything else."""
+    for module_name, class_name, code in KNOWN_ERRORS:
+        module = sys.modules.get(module_name)
+        cls = getattr(module, class_name, None) if module is not None else None
+        if cls is not None and isinstance(error, cls):
+            return code
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from liafkd.config import ConfigError
-    from liafkd.data.dataset import DataLoadError
-    from liafkd.engine.checkpoint import CheckpointError
-    from liafkd.engine.trainer import NonFiniteLossError, TrainingInterrupted
-
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, DataLoadError) as e:
+    except Exception as e:
+        interrupted = sys.modules.get("liafkd.engine.trainer")
+        if interrupted is not None and isinstance(e, interrupted.TrainingInterrupted):
+            print(str(e), file=sys.stderr)
+            return 128 + e.signum
+        code = known_error_code(e)
+        if code is None:
+            raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as e:
-        print(str(e), file=sys.stderr)
-        return 128 + e.signum
+        return code
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from liafkd.config import ConfigError
-from liafkd.data.records import ImageRecord
+if TYPE_CHECKING:
+    from liafkd.data.records import ImageRecord
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
@@ -67,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def collect_images(inputs: list[str]) -> list[Path]:
     """Image files in the order given; a folder contributes its image files by name."""
+    from liafkd.config import ConfigError
+
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -93,7 +93,11 @@ def image_ids(files: list[Path]) -> list[int]:
 
 def image_records(files: list[Path]) -> list[ImageRecord]:
     """One annotation-free record per file (ids from `image_ids`); reads each header."""
+    import numpy as np
     from PIL import Image
+
+    from liafkd.config import ConfigError
+    from liafkd.data.records import ImageRecord
 
     records = []
     for image_id, path in zip(image_ids(files), files, strict=True):
@@ -116,6 +120,8 @@ def image_records(files: list[Path]) -> list[ImageRecord]:
 
 
 def check_unique_stems(files: list[Path]) -> None:
+    from liafkd.config import ConfigError
+
     repeated = sorted(s for s, n in Counter(path.stem for path in files).items() if n > 1)
     if repeated:
         raise ConfigError(

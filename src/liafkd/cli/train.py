@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from liafkd.config import ConfigError, load_config
-
 
 def add_common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML config")
@@ -54,6 +52,7 @@ def resolve_resume(arg: str | None, trainer) -> Path | None:
 
 def train_detector(config: str, overrides: list[str], resume: str | None = None) -> dict:
     """`liafkd train` as a function: returns the run's summary."""
+    from liafkd.config import ConfigError, load_config
     from liafkd.engine.build import build_student, load_indices
     from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks
