@@ -65,3 +65,39 @@ def test_base_cycle_is_reported(tmp_path):
     (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
     with pytest.raises(ConfigError, match="`_base_` cycle"):
         load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "train.schedule.epochs=-3",
+            r"train\.schedule\.epochs: Input should be greater than or equal to 1",
+        ),
+        (
+            "train.schedule.epochs=0",
+            r"train\.schedule\.epochs: Input should be greater than or equal to 1",
+        ),
+        ("data.batch_size=0", r"data\.batch_size: Input should be greater than or equal to 1"),
+        ("train.optim.lr=0", r"train\.optim\.lr: Input should be greater than 0"),
+        ("train.optim.lr=-0.1", r"train\.optim\.lr: Input should be greater than 0"),
+        ("train.max_nonfinite_share=1.5", r"train\.max_nonfinite_share: Input should be less"),
+        ("model.max_dets=0", r"model\.max_dets: Input should be greater than or equal to 1"),
+        ("data.augment.image_size=[0,320]", r"data\.augment: Value error, image_size: sizes must"),
+    ],
+)
+def test_out_of_range_values_are_refused_with_the_key_path(tmp_path, override, message):
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match=rf"cfg\.yaml: {message}"):
+        load_config(path, [override])
+
+
+def test_out_of_range_epochs_stop_train_with_exit_2(tiny_config, tmp_path, capsys):
+    from liafkd.cli.main import main
+
+    assert main(["train", str(tiny_config("run")), "--set", "train.schedule.epochs=0"]) == 2
+    assert (
+        "train.schedule.epochs: Input should be greater than or equal to 1"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "run").exists()

@@ -47,9 +47,9 @@ class DatasetConfig(StrictModel):
     names_file: str | None = None  # YOLO class names yaml, relative to root
     labels_dir: str | None = None  # YOLO: folder with <split>/ label dirs, default root/labels
     policy: Literal["drop", "strict"] = "drop"
-    min_box_size: float = 1.0  # boxes with a side below this (pixels) are degenerate
+    min_box_size: float = Field(1.0, ge=0)  # boxes with a side below this (pixels) are degenerate
     # synthetic only: generated on first use into `root` when absent
-    synth_images: int = 256
+    synth_images: int = Field(256, ge=1)
     synth_seed: int = 0
     synth_size: tuple[int, int] = (192, 320)  # height, width
 
@@ -57,18 +57,27 @@ class DatasetConfig(StrictModel):
 class AugmentConfig(StrictModel):
     image_size: tuple[int, int] = (192, 320)  # longest-side target as (short, long)
     multiscale: list[tuple[int, int]] = Field(default_factory=list)
-    hflip: float = 0.5
+    hflip: float = Field(0.5, ge=0, le=1)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    size_divisor: int = 32
+    size_divisor: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _positive_sizes(self) -> AugmentConfig:
+        for key, sizes in (("image_size", [self.image_size]), ("multiscale", self.multiscale)):
+            if any(v < 1 for size in sizes for v in size):
+                raise ValueError(f"{key}: sizes must be >= 1 pixel")
+        if any(v <= 0 for v in self.std):
+            raise ValueError("std: every value must be > 0")
+        return self
 
 
 class DataConfig(StrictModel):
     train: DatasetConfig
     val: DatasetConfig
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    batch_size: int = 8
-    num_workers: int = 0
+    batch_size: int = Field(8, ge=1)  # per process
+    num_workers: int = Field(0, ge=0)
 
 
 class ModelConfig(StrictModel):
@@ -77,19 +86,19 @@ class ModelConfig(StrictModel):
 
     type: Literal["gfl", "retinanet", "fcos"] = "gfl"
     depth: Literal[18, 34, 50, 101] = 18
-    width: int = 64  # ResNet stem width; 64 is torchvision's, smaller for CPU models
+    width: int = Field(64, ge=1)  # ResNet stem width; 64 is torchvision's, smaller for CPU models
     pretrained: str | None = None  # local torchvision-format ResNet state dict
     pretrained_allow_missing: bool = False  # start even if that file lacks backbone weights
-    fpn_channels: int = 256
-    head_convs: int = 4
-    head_channels: int = 256
-    reg_max: int = 16
+    fpn_channels: int = Field(256, ge=1)
+    head_convs: int = Field(4, ge=0)
+    head_channels: int = Field(256, ge=1)
+    reg_max: int = Field(16, ge=1)
     num_classes: int | None = None  # filled from the dataset's classes
     strides: tuple[int, ...] = (8, 16, 32, 64, 128)
-    atss_topk: int = 9
-    score_thr: float = 0.05
-    nms_iou: float = 0.6
-    max_dets: int = 100
+    atss_topk: int = Field(9, ge=1)
+    score_thr: float = Field(0.05, ge=0, le=1)
+    nms_iou: float = Field(0.6, gt=0, le=1)
+    max_dets: int = Field(100, ge=1)
     norm: Literal["gn", "bn"] = "gn"
     frozen_stages: int = -1  # mmdet meaning: -1 none, 0 stem, N stem + stages 1..N
     norm_eval: bool = False  # keep all backbone BatchNorms in eval mode (pretrained backbones)
@@ -106,19 +115,19 @@ class ModelConfig(StrictModel):
 
 class OptimConfig(StrictModel):
     type: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    grad_clip: float | None = 35.0
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float | None = Field(35.0, gt=0)
 
 
 class ScheduleConfig(StrictModel):
-    epochs: int = 12
-    warmup_iters: int = 500
-    warmup_ratio: float = 0.001
+    epochs: int = Field(12, ge=1)
+    warmup_iters: int = Field(500, ge=0)
+    warmup_ratio: float = Field(0.001, gt=0, le=1)
     policy: Literal["step", "cosine"] = "step"
     steps: list[int] = Field(default_factory=lambda: [8, 11])  # epochs, for `step`
-    gamma: float = 0.1
+    gamma: float = Field(0.1, gt=0)
 
 
 class TrainConfig(StrictModel):
@@ -126,12 +135,15 @@ class TrainConfig(StrictModel):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     amp: Literal["none", "bf16", "fp16"] = "none"
     seed: int = 0
-    val_interval: int = 1  # epochs
-    checkpoint_interval: int = 1  # epochs
-    checkpoint_steps: int | None = None  # also checkpoint every N optimizer steps
-    max_nonfinite: int = 5  # consecutive non-finite-loss steps (each skipped) before stopping
-    max_steps: int | None = None  # stop early after this many optimizer steps (tests)
-    log_interval: int = 10
+    val_interval: int = Field(1, ge=1)  # epochs
+    checkpoint_interval: int = Field(1, ge=1)  # epochs
+    checkpoint_steps: int | None = Field(None, ge=1)  # also checkpoint every N optimizer steps
+    # non-finite-loss steps (each skipped) in a row, across epochs, before stopping
+    max_nonfinite: int = Field(5, ge=1)
+    # ... or the share of a run's steps skipped (judged after 20 batches and at the end)
+    max_nonfinite_share: float = Field(0.2, ge=0, le=1)
+    max_steps: int | None = Field(None, ge=1)  # stop early after this many optimizer steps
+    log_interval: int = Field(10, ge=1)
     device: str = "auto"  # under torchrun, `auto`/`cuda` mean GPU LOCAL_RANK
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over all processes
 

@@ -65,6 +65,9 @@ def test_liaf_student_loads_into_plain_eval(tiny_distill_runs, tmp_path):
     checkpoint = f"{output_dir(tiny_distill_runs['liaf'])}/final.pt"
     metrics = tmp_path / "metrics.json"
 
-    assert main(["eval", str(config), "--checkpoint", checkpoint, "--json", str(metrics)]) == 0
+    dets = tmp_path / "dets.json"  # by default beside the checkpoint (a shared fixture's run)
+    args = ["--checkpoint", checkpoint, "--json", str(metrics), "--out", str(dets)]
+    assert main(["eval", str(config), *args]) == 0
     assert "AP" in json.loads(metrics.read_text())
-    assert (tmp_path / "plain_eval" / "eval" / "detections.json").is_file()
+    assert dets.is_file()
+    assert not (tmp_path / "plain_eval").exists()  # the config's output_dir is left alone

@@ -140,3 +140,116 @@ def test_nonfinite_loss_stops_with_terms_and_image_ids(tiny_config, monkeypatch,
     err = capsys.readouterr().err
     assert "2 steps in a row with a non-finite loss" in err
     assert "'loss_cls': nan" in err and "image ids [" in err
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the process stops between two steps, nothing more runs."""
+
+
+def _without_timings(records):
+    timings = {"img_s", "epoch_time_s"}
+    return [{k: v for k, v in r.items() if k not in timings} for r in records]
+
+
+def test_killed_and_resumed_log_equals_uninterrupted_line_for_line(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    from liafkd.engine import trainer as trainer_mod
+
+    assert main(["train", str(tiny_config("full", checkpoint_steps=2))]) == 0
+    killed = tiny_config("killed", checkpoint_steps=2)
+    original_step = trainer_mod.Trainer.train_step
+
+    def step(self, images, targets):
+        if self.state.step == 5:  # checkpoints at steps 2, 3 (epoch 1) and 4; 5 is logged
+            raise Killed
+        return original_step(self, images, targets)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", step)
+    with pytest.raises(Killed):
+        main(["train", str(killed)])
+    log = tmp_path / "killed" / "metrics.jsonl"
+    assert [r.get("step") for r in read_jsonl(log)][-1] == 5
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", original_step)
+    capsys.readouterr()
+    assert main(["train", str(killed), "--resume"]) == 0
+    assert "dropped 1 line(s) logged after the checkpoint" in capsys.readouterr().out
+    want = _without_timings(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
+    got = _without_timings(read_jsonl(log))
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.keys() == b.keys()
+        val_a, val_b = a.pop("val", {}), b.pop("val", {})
+        # an epoch's means cover the steps before and after the resume
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+        assert val_a.get("AP") == pytest.approx(val_b.get("AP"), abs=1e-6)
+
+
+def test_resume_refuses_another_architecture_or_class_order(tiny_config, tmp_path, capsys):
+    cfg = tiny_config("run", max_steps=1, checkpoint_steps=1)
+    assert main(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    resume = ["train", str(cfg), "--resume"]
+    assert main([*resume, "--set", "model.head_channels=8"]) == 2
+    err = capsys.readouterr().err
+    assert "another architecture" in err and "model.head_channels: 16 -> 8" in err
+    assert "head." in err and "Traceback" not in err
+    order = "[Pedestrian, Car, Cyclist]"
+    sets = ["--set", f"data.train.classes={order}", "--set", f"data.val.classes={order}"]
+    assert main([*resume, *sets]) == 2
+    err = capsys.readouterr().err
+    assert "trained on classes ['Car', 'Pedestrian', 'Cyclist']" in err
+    assert "['Pedestrian', 'Car', 'Cyclist']" in err
+
+
+def test_resume_prints_a_changed_lr_and_strict_resume_refuses_it(tiny_config, tmp_path, capsys):
+    cfg = tiny_config("run", max_steps=1, checkpoint_steps=1)
+    assert main(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    change = ["--set", "train.optim.lr=0.002", "--set", "train.max_steps=2"]
+    assert main(["train", str(cfg), "--resume", "--strict-resume", *change]) == 2
+    assert "train.optim.lr: 0.001 -> 0.002" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--resume", *change]) == 0
+    out = capsys.readouterr().out
+    assert "resuming with a changed config" in out and "train.optim.lr: 0.001 -> 0.002" in out
+    assert "max_steps" not in out  # free to change
+
+
+def _poison(monkeypatch, bad):
+    """Make the loss NaN on the training steps (counted from 0) for which bad(i) holds."""
+    from liafkd.engine import trainer as trainer_mod
+
+    original_step = trainer_mod.Trainer.train_step
+    original_forward = trainer_mod.DetectorTrainModule.forward
+    calls = []
+
+    def step(self, images, targets):
+        calls.append(True)
+        return original_step(self, images, targets)
+
+    def poisoned(self, images, targets):
+        terms = original_forward(self, images, targets)
+        if calls and bad(len(calls) - 1):
+            terms["loss_cls"] = terms["loss_cls"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", step)
+    monkeypatch.setattr(trainer_mod.DetectorTrainModule, "forward", poisoned)
+
+
+def test_nonfinite_steps_in_a_row_count_across_epochs(tiny_config, tmp_path, monkeypatch, capsys):
+    _poison(monkeypatch, lambda i: True)  # 3 steps per epoch, every one NaN
+    assert main(["train", str(tiny_config("nan", max_nonfinite=4))]) == 1
+    err = capsys.readouterr().err
+    assert "4 steps in a row with a non-finite loss" in err
+    assert "epoch 2, batch 1/3" in err
+    assert not (tmp_path / "nan" / "final.pt").exists()
+
+
+def test_nonfinite_share_of_the_run_stops_it(tiny_config, tmp_path, monkeypatch, capsys):
+    _poison(monkeypatch, lambda i: i % 2 == 0)  # never two in a row; half the steps
+    assert main(["train", str(tiny_config("nan", max_nonfinite=2))]) == 1
+    err = capsys.readouterr().err
+    assert "3 of 6 steps skipped for a non-finite loss (50% > train.max_nonfinite_share 20%)" in err
+    assert "the last at epoch 2, batch 2/3" in err
+    assert not (tmp_path / "nan" / "final.pt").exists()

@@ -75,16 +75,26 @@ def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None
         )
 
 
-def distill_student(config: str, overrides: list[str], resume: str | None = None) -> dict:
+def distill_student(
+    config: str,
+    overrides: list[str],
+    resume: str | None = None,
+    overwrite: bool = False,
+    strict_resume: bool = False,
+) -> dict:
     """`liafkd distill` as a function: returns the run's summary."""
     from liafkd.config import load_config
     from liafkd.engine.build import load_indices
     from liafkd.engine.distributed import distributed_run, main_first
     from liafkd.engine.guardrails import complete_summary, run_checks
+    from liafkd.engine.rundir import open_run_dir
     from liafkd.engine.trainer import Trainer, format_final, seed_everything
 
     cfg = load_config(config, overrides)
-    with distributed_run(cfg.train.device):  # under torchrun: one process per GPU
+    with (
+        distributed_run(cfg.train.device),  # under torchrun: one process per GPU
+        open_run_dir(cfg.output_dir, resume is not None, overwrite),  # before building
+    ):
         seed_everything(cfg.train.seed)  # model initialisation follows the seed
         with main_first():  # rank 0 generates synthetic data once
             train_index, val_index = load_indices(cfg)
@@ -98,12 +108,12 @@ def distill_student(config: str, overrides: list[str], resume: str | None = None
             extra_meta={"distill_method": cfg.distill["method"]},
         )
         checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
-        summary = trainer.fit(resume=resolve_resume(resume, trainer))
+        summary = trainer.fit(resolve_resume(resume, trainer), strict_resume)
         summary = complete_summary(cfg.output_dir, summary, checks.teacher)
         print(format_final(summary, cfg.output_dir))
     return summary
 
 
 def run(args: argparse.Namespace) -> int:
-    distill_student(args.config, args.overrides, args.resume)
+    distill_student(args.config, args.overrides, args.resume, args.overwrite, args.strict_resume)
     return 0

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         metavar="DETECTIONS.json",
-        help="with CONFIG: where to write the detections (default OUTPUT_DIR/eval/detections.json)",
+        help="with CONFIG: where to write the detections (default: beside the checkpoint, "
+        "RUN/eval/detections.json for RUN/final.pt, RUN/eval/detections_NAME.json for "
+        "another RUN/NAME.pt)",
     )
     parser.add_argument(
         "--set",
@@ -63,7 +65,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     if metrics.get("kitti"):
         print()
         print(format_kitti_table(metrics["kitti"]))
-    out = Path(args.out) if args.out else Path(cfg.output_dir) / "eval" / "detections.json"
+    out = Path(args.out) if args.out else default_detections_path(args.checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(detections))
     print(f"detections (COCO results format): {out}")
@@ -71,6 +73,14 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     return 0
+
+
+def default_detections_path(checkpoint: str) -> Path:
+    """Beside the checkpoint scored (never into the config's output_dir, which may hold
+    another run): RUN/eval/detections.json for RUN/final.pt."""
+    ckpt = Path(checkpoint)
+    name = "detections.json" if ckpt.stem == "final" else f"detections_{ckpt.stem}.json"
+    return ckpt.parent / "eval" / name
 
 
 def _evaluate_results(args: argparse.Namespace) -> int:

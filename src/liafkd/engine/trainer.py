@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -24,12 +25,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from liafkd.config import ExperimentConfig
+from liafkd.config import ConfigError, ExperimentConfig
 from liafkd.data.records import DatasetIndex
 from liafkd.engine.checkpoint import (
     CheckpointError,
     epoch_checkpoints,
     load_checkpoint,
+    load_state_dict_reporting,
     prune_checkpoints,
     rng_state,
     save_atomic,
@@ -60,7 +62,27 @@ class DetectorTrainModule(nn.Module):
 
 
 class NonFiniteLossError(RuntimeError):
-    """Too many consecutive steps with a non-finite loss."""
+    """Too many steps with a non-finite loss: train.max_nonfinite in a row (across
+    epochs), or more than train.max_nonfinite_share of the run's steps."""
+
+
+# config keys that may change on --resume without changing what is trained
+RESUME_FREE_KEYS = (
+    "name",
+    "output_dir",
+    "train.max_steps",
+    "train.device",
+    "train.log_interval",
+    "train.checkpoint_steps",
+    "train.checkpoint_interval",
+    "train.val_interval",
+    "train.max_nonfinite",
+    "train.max_nonfinite_share",
+    "data.num_workers",
+)
+# the share of skipped steps is judged once a run has tried this many batches (and at
+# its end whatever the count)
+NONFINITE_SHARE_MIN_BATCHES = 20
 
 
 class TrainingInterrupted(Exception):
@@ -96,7 +118,13 @@ class TrainState:
     batches_in_epoch: int = 0  # batches consumed of the epoch in progress
     best_metric: float = -1.0
     nonfinite_total: int = 0
+    nonfinite_in_row: int = 0  # across epochs (and resumes)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # running sums of the epoch in progress, so a resumed epoch's record covers it all
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    epoch_count: int = 0
+    epoch_seen: int = 0
+    log_lines: int = 0  # lines of metrics.jsonl written so far
 
 
 class Trainer:
@@ -151,7 +179,8 @@ class Trainer:
         self.state = TrainState()
         self._stop_signal: int | None = None
         self._stop_agreed = False  # some process received SIGTERM/SIGINT: all stop
-        self._nonfinite_in_row = 0
+        self._epoch = 0  # 0-based epoch in progress
+        self._last_nonfinite = ""  # where the last non-finite step was
 
     # --- persistence -------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -182,7 +211,13 @@ class Trainer:
                 batches_in_epoch=self.state.batches_in_epoch,
                 best_metric=self.state.best_metric,
                 nonfinite_total=self.state.nonfinite_total,
+                nonfinite_in_row=self.state.nonfinite_in_row,
                 history=json.dumps(self.state.history),
+                epoch_sums=json.dumps(self.state.epoch_sums),
+                epoch_count=self.state.epoch_count,
+                epoch_seen=self.state.epoch_seen,
+                log_lines=self.state.log_lines,
+                config=json.dumps(self.cfg.model_dump(mode="json")),
                 rng=rngs[0],
                 world_size=self.dist.world_size,
             )
@@ -196,7 +231,7 @@ class Trainer:
         found = epoch_checkpoints(self.ckpt_dir)
         return found[-1] if found else None
 
-    def resume(self, path: Path) -> None:
+    def resume(self, path: Path, strict: bool = False) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
         written_by = int(ckpt.get("world_size", 1))
         if int(ckpt["batches_in_epoch"]) and written_by != self.dist.world_size:
@@ -205,8 +240,13 @@ class Trainer:
                 f"same number (torchrun --nproc_per_node {written_by}) or from an epoch-end "
                 "checkpoint"
             )
-        self.module.student.load_state_dict(ckpt["model"])
-        self.module.load_state_dict({**ckpt["distiller"], **_prefixed(ckpt["model"])}, strict=True)
+        self.check_resume_config(path, ckpt, strict)
+        load_state_dict_reporting(self.module.student, ckpt["model"], f"--resume {path}")
+        load_state_dict_reporting(
+            self.module,
+            {**ckpt["distiller"], **_prefixed(ckpt["model"])},
+            f"--resume {path} (distiller)",
+        )
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(
@@ -215,7 +255,12 @@ class Trainer:
             batches_in_epoch=int(ckpt["batches_in_epoch"]),
             best_metric=float(ckpt["best_metric"]),
             nonfinite_total=int(ckpt["nonfinite_total"]),
+            nonfinite_in_row=int(ckpt.get("nonfinite_in_row", 0)),
             history=json.loads(ckpt["history"]),
+            epoch_sums=json.loads(ckpt.get("epoch_sums", "{}")),
+            epoch_count=int(ckpt.get("epoch_count", 0)),
+            epoch_seen=int(ckpt.get("epoch_seen", 0)),
+            log_lines=int(ckpt.get("log_lines", -1)),
         )
         per_rank = ckpt.get("rng_per_rank")
         if per_rank is not None and len(per_rank) == self.dist.world_size:
@@ -224,6 +269,82 @@ class Trainer:
             set_rng_state(ckpt["rng"])
         print(f"resumed from {path} (epoch {self.state.epoch}, step {self.state.step})")
 
+    def check_resume_config(self, path: Path, ckpt: dict[str, Any], strict: bool) -> None:
+        """Refuse another class order or architecture (exit 2, the differing keys
+        listed); print the other config changes (refuse them when `strict`)."""
+        meta = ckpt.get("meta", {})
+        classes = meta.get("class_names")
+        if classes is not None and list(classes) != list(self.train_index.class_names):
+            raise ConfigError(
+                f"--resume {path}: trained on classes {list(classes)}, but the dataset has "
+                f"{list(self.train_index.class_names)} (name and order must match); train "
+                "into a new output_dir instead"
+            )
+        saved = json.loads(ckpt["config"]) if "config" in ckpt else None
+        if saved is None and "model_cfg" in meta:
+            saved = {"model": meta["model_cfg"]}
+        if saved is None:
+            return
+        now = _flatten(self.cfg.model_dump(mode="json"))
+        old = _flatten(saved)
+        keys = set(old) | set(now) if "config" in ckpt else set(old)
+        changed = [
+            f"{k}: {old.get(k)!r} -> {now.get(k)!r}"
+            for k in sorted(keys)
+            if old.get(k) != now.get(k) and not k.startswith(RESUME_FREE_KEYS)
+        ]
+        arch = [c for c in changed if c.startswith("model.")]
+        own = self.module.student.state_dict()
+        state = ckpt["model"]
+        differing = sorted(
+            [f"missing {k}" for k in own if k not in state]
+            + [f"unexpected {k}" for k in state if k not in own]
+            + [
+                f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                for k in own
+                if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+            ]
+        )
+        if differing:
+            shown = "; ".join(differing[:10]) + (
+                f" ... (+{len(differing) - 10})" if len(differing) > 10 else ""
+            )
+            config = f" (config: {'; '.join(arch)})" if arch else ""
+            raise CheckpointError(
+                f"--resume {path}: another architecture{config}: {len(differing)} differing "
+                f"weight(s): {shown}; train into a new output_dir instead"
+            )
+        if not changed:
+            return
+        if strict:
+            raise ConfigError(
+                f"--resume {path} --strict-resume: the config differs from the "
+                f"checkpoint's: {'; '.join(changed)}"
+            )
+        print(f"resuming with a changed config (against {path}): {'; '.join(changed)}")
+
+    def cut_log(self) -> None:
+        """Cut metrics.jsonl back to the lines written up to the resumed checkpoint,
+        atomically: the lines an interrupted run logged after it are dropped."""
+        path = self.out_dir / "metrics.jsonl"
+        if not self.dist.is_main or not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        keep = self.state.log_lines
+        if keep < 0:  # a checkpoint that predates the count: cut by step and epoch
+            keep = _lines_up_to(lines, self.state.step, self.state.epoch)
+            self.state.log_lines = keep
+        if keep >= len(lines) and all(line.endswith("\n") for line in lines):
+            return
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with tmp.open("w") as f:
+            f.writelines(lines[:keep])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if len(lines) > keep:
+            print(f"{path}: dropped {len(lines) - keep} line(s) logged after the checkpoint")
+
     # --- the loop ----------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -231,6 +352,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with (self.out_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
+        self.state.log_lines += 1
 
     def set_lr(self) -> float:
         factor = lr_factor(self.state.step, len(self.loader), self.cfg.train.schedule)
@@ -255,19 +377,24 @@ class Trainer:
         loss = sum(terms.values())
         nonfinite, self._stop_agreed, mean_terms = self._agree(loss, terms)
         if nonfinite:
-            self._nonfinite_in_row += 1
+            self.state.nonfinite_in_row += 1
             self.state.nonfinite_total += 1
             self.optimizer.zero_grad(set_to_none=True)
-            if self._nonfinite_in_row >= self.cfg.train.max_nonfinite:
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                ids = [int(t["image_id"]) for t in targets]
-                where = f"rank {self.dist.rank}, " if self.dist.enabled else ""
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            ids = [int(t["image_id"]) for t in targets]
+            where = f"rank {self.dist.rank}, " if self.dist.enabled else ""
+            self._last_nonfinite = (
+                f"{where}epoch {self._epoch + 1}, batch {self.state.batches_in_epoch + 1}"
+                f"/{self.batches_per_epoch()}: terms {values}, image ids {ids}"
+            )
+            if self.state.nonfinite_in_row >= self.cfg.train.max_nonfinite:
                 raise NonFiniteLossError(
-                    f"{self._nonfinite_in_row} steps in a row with a non-finite loss "
-                    f"({where}step {self.state.step}): terms {values}, image ids {ids}"
+                    f"{self.state.nonfinite_in_row} steps in a row with a non-finite loss "
+                    f"(train.max_nonfinite {self.cfg.train.max_nonfinite}); the last at "
+                    f"{self._last_nonfinite}"
                 )
             return None
-        self._nonfinite_in_row = 0
+        self.state.nonfinite_in_row = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         clip = self.cfg.train.optim.grad_clip
@@ -311,9 +438,11 @@ class Trainer:
         self.module.train()
         self.sampler.set_epoch(epoch)
         self.sampler.set_start(self.state.batches_in_epoch * self.cfg.data.batch_size)
-        sums: dict[str, float] = defaultdict(float)
-        count = 0
-        self._nonfinite_in_row = 0
+        self._epoch = epoch
+        if self.state.batches_in_epoch == 0:  # a new epoch (not a resumed one)
+            self.state.epoch_sums, self.state.epoch_count, self.state.epoch_seen = {}, 0, 0
+        sums: dict[str, float] = defaultdict(float, self.state.epoch_sums)
+        self.state.epoch_sums = sums
         bar = tqdm(
             self.loader,
             desc=f"epoch {epoch + 1}/{self.cfg.train.schedule.epochs}",
@@ -322,7 +451,7 @@ class Trainer:
             disable=not self.dist.is_main,
         )
         tic = time.perf_counter()
-        seen = 0
+        seen = 0  # this invocation's images, for the speed
         ckpt_steps = self.cfg.train.checkpoint_steps
         for images, targets, _sizes in bar:
             images = images.to(self.device, non_blocking=True)
@@ -330,8 +459,9 @@ class Trainer:
             values = self.train_step(images, targets)
             self.state.batches_in_epoch += 1
             seen += images.shape[0]
+            self.state.epoch_seen += images.shape[0]
             if values is not None:
-                count += 1
+                self.state.epoch_count += 1
                 for k, v in values.items():
                     sums[k] += v
                 img_s = seen / max(1e-9, time.perf_counter() - tic)
@@ -360,7 +490,7 @@ class Trainer:
         finished = self.state.batches_in_epoch >= self.batches_per_epoch()
         if finished:
             self.state.batches_in_epoch = 0
-        means = {k: v / max(1, count) for k, v in sums.items()}
+        means = {k: v / max(1, self.state.epoch_count) for k, v in sums.items()}
         means["epoch_time_s"] = time.perf_counter() - tic
         means["img_s"] = seen / max(1e-9, means["epoch_time_s"])
         return means, finished
@@ -386,12 +516,39 @@ class Trainer:
         print(f"\nsignal {signum}: finishing this step, then writing a checkpoint", flush=True)
         self._stop_signal = signum
 
-    def fit(self, resume: Path | None = None) -> dict[str, Any]:
+    def check_nonfinite_share(self, at_end: bool) -> None:
+        """Stop when more than train.max_nonfinite_share of the tried steps were skipped."""
+        tried = self.state.step + self.state.nonfinite_total
+        limit = self.cfg.train.max_nonfinite_share
+        if not self.state.nonfinite_total or (tried < NONFINITE_SHARE_MIN_BATCHES and not at_end):
+            return
+        share = self.state.nonfinite_total / tried
+        if share > limit:
+            raise NonFiniteLossError(
+                f"{self.state.nonfinite_total} of {tried} steps skipped for a non-finite loss "
+                f"({100 * share:.0f}% > train.max_nonfinite_share {100 * limit:.0f}%); the "
+                f"last at {self._last_nonfinite}"
+            )
+
+    def finished_summary(self) -> dict[str, Any] | None:
+        """The stored summary when the resumed run had already finished its schedule."""
+        done = self.state.epoch >= self.cfg.train.schedule.epochs or self.reached_max_steps()
+        path = self.out_dir / "summary.json"
+        if done and self.state.batches_in_epoch == 0 and path.is_file():
+            return json.loads(path.read_text())
+        return None
+
+    def fit(self, resume: Path | None = None, strict_resume: bool = False) -> dict[str, Any]:
         """Train to the end of the schedule. Raises TrainingInterrupted on SIGTERM/SIGINT
         after writing a checkpoint."""
         seed_everything(self.cfg.train.seed)
         if resume is not None:
-            self.resume(resume)
+            self.resume(resume, strict=strict_resume)
+            finished = self.finished_summary()
+            if finished is not None:
+                print(f"{self.out_dir}: the run had already finished (epoch {self.state.epoch})")
+                return finished
+        self.cut_log()  # a fresh start (or a resume that found no checkpoint) logs anew
         handlers = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
@@ -407,6 +564,7 @@ class Trainer:
         last_val: dict[str, Any] = {}
         for epoch in range(self.state.epoch, sched.epochs):
             train_means, finished = self.train_epoch(epoch)
+            self.check_nonfinite_share(at_end=False)
             if not finished:  # train.max_steps reached mid-epoch
                 self.mid_epoch_checkpoint(epoch)
                 last_val = self.validate()
@@ -431,6 +589,7 @@ class Trainer:
                 self.prune()
             if done:
                 break
+        self.check_nonfinite_share(at_end=True)
         self.save(self.out_dir / "final.pt", full=False)
         summary = {
             "final": _scalar_metrics(last_val) if last_val else {},
@@ -442,6 +601,32 @@ class Trainer:
         if self.dist.is_main:
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def _flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and empty mappings stay values."""
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _lines_up_to(lines: list[str], step: int, epoch: int) -> int:
+    """How many leading lines of metrics.jsonl belong before the checkpoint at `step`
+    (train lines) / `epoch` (epoch lines)."""
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return i
+        if record.get("type") == "train" and record.get("step", 0) > step:
+            return i
+        if record.get("type") == "epoch" and record.get("epoch", 0) > epoch:
+            return i
+    return len(lines)
 
 
 def _prefixed(state: dict[str, Tensor]) -> dict[str, Tensor]:
