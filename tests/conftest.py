@@ -72,8 +72,7 @@ def tiny_distill_runs(tmp_path_factory) -> dict[str, Path]:
     """Trained once per session: a tiny teacher and two students distilled from it with
     `liaf` and with `none`. {"teacher" | "liaf" | "none": the run's config}; each run's
     output_dir holds final.pt (and the liaf run its instance dumps)."""
-    from liafkd.cli.distill import distill_student
-    from liafkd.cli.train import train_detector
+    from liafkd.engine.runs import distill_student, train_detector
 
     root = tmp_path_factory.mktemp("tiny_distill")
     teacher = write_yaml(tiny_experiment(root, "teacher"), root / "teacher.yaml")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import liafkd.cli.distill
+import liafkd.engine.runs
 from liafkd.bench.config import load_bench
 from liafkd.bench.runner import (
     BenchRunner,
@@ -132,8 +132,8 @@ def test_a_finished_bench_is_not_redone(bench_done, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a finished unit was run again")
 
-    monkeypatch.setattr(liafkd.cli.distill, "distill_student", refuse)
-    monkeypatch.setattr("liafkd.cli.train.train_detector", refuse)
+    monkeypatch.setattr(liafkd.engine.runs, "distill_student", refuse)
+    monkeypatch.setattr("liafkd.engine.runs.train_detector", refuse)
     monkeypatch.setattr("liafkd.bench.cost.measure_cost", refuse)
     before = (load_bench(bench_done).output_dir / "results.jsonl").read_text()
     BenchRunner(load_bench(bench_done)).run()
@@ -149,14 +149,14 @@ def test_an_interrupted_run_resumes_from_its_checkpoints(bench_done, monkeypatch
     victim = next(i for i, r in enumerate(parsed) if r["kind"] == "run" and r["method"] == "liaf")
     old = parsed[victim]
     results.write_text("\n".join(lines[:victim] + lines[victim + 1 :]) + "\n")
-    real = liafkd.cli.distill.distill_student
+    real = liafkd.engine.runs.distill_student
     calls = []
 
     def counting(config, overrides, resume=None):
         calls.append((Path(config).name, resume))
         return real(config, overrides, resume)
 
-    monkeypatch.setattr(liafkd.cli.distill, "distill_student", counting)
+    monkeypatch.setattr(liafkd.engine.runs, "distill_student", counting)
     BenchRunner(load_bench(bench_done)).run(cost=False)
     assert calls == [(f"liaf-s{old['seed']}.yaml", "latest")]
     new = next(r for r in records(bench_done, "run") if r["key"] == old["key"])

@@ -4,10 +4,10 @@ copied; everything else (backbone, other shapes, tensors the teacher lacks) is k
 import pytest
 import torch
 
-from liafkd.cli.distill import inherit_or_fail
 from liafkd.config import ConfigError, ModelConfig
 from liafkd.distill.config import load_distill_config
 from liafkd.distill.inherit import inherit_from_teacher
+from liafkd.engine.runs import inherit_or_fail
 from liafkd.models.gfl import GFL
 
 

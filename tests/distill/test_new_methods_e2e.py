@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from liafkd.cli.main import main
-from liafkd.cli.train import train_detector
 from liafkd.config import ModelConfig
 from liafkd.engine.checkpoint import load_checkpoint
+from liafkd.engine.runs import train_detector
 from liafkd.models.gfl import GFL
 
 TEACHER_MODEL = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 2, "head_channels": 16}

@@ -26,7 +26,6 @@ import yaml
 from torch import nn
 
 from liafkd.cli.main import main
-from liafkd.cli.train import train_detector
 from liafkd.config import ConfigError, ModelConfig, load_config
 from liafkd.engine import distributed
 from liafkd.engine import trainer as trainer_mod
@@ -42,6 +41,7 @@ from liafkd.engine.distributed import (
     wrap_for_training,
 )
 from liafkd.engine.evaluate import evaluate_checkpoint, evaluate_detector
+from liafkd.engine.runs import train_detector
 from liafkd.engine.sampler import ResumableSampler
 
 WORLD = 2

@@ -7,8 +7,6 @@ import pytest
 import torch
 import yaml
 
-from liafkd.cli.distill import build_distill_module, distill_student
-from liafkd.cli.train import train_detector
 from liafkd.config import load_config
 from liafkd.distill.adapters import Adapters
 from liafkd.distill.config import TeacherConfig
@@ -28,6 +26,7 @@ from liafkd.engine.guardrails import (
     term_result,
     weights_result,
 )
+from liafkd.engine.runs import build_distill_module, distill_student, train_detector
 from liafkd.models.backbone import ResNetBackbone
 
 CLASSES = ["Car", "Pedestrian", "Cyclist"]  # the synthetic set's classes

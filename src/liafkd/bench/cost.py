@@ -81,11 +81,11 @@ class FloorModule(nn.Module):
 def build_trainers(configs: dict[str, Path], teacher_config: Path, teacher_checkpoint: Path):
     """One Trainer per method (from its experiment YAML) plus the floor, and the fixed
     batch they all train on."""
-    from liafkd.cli.distill import build_distill_module
     from liafkd.config import load_config
     from liafkd.distill.config import TeacherConfig
     from liafkd.engine.build import build_student, load_indices
     from liafkd.engine.guardrails import load_teacher
+    from liafkd.engine.runs import build_distill_module
     from liafkd.engine.trainer import Trainer, seed_everything
 
     base_cfg = load_config(configs[BASELINE])

@@ -500,7 +500,7 @@ class BenchRunner:
         spec = self.bench.teachers[teacher.dataset]
         tic = time.perf_counter()
         if not spec.is_trained:
-            from liafkd.cli.train import train_detector
+            from liafkd.engine.runs import train_detector
 
             self.log(f"[{teacher.dataset}] teacher: training {teacher.config}")
             train_detector(str(teacher.config), [], resume="latest")
@@ -522,11 +522,11 @@ class BenchRunner:
         self.record(record)
 
     def execute(self, spec: RunSpec) -> None:
-        from liafkd.cli import distill
+        from liafkd.engine import runs
 
         tic = time.perf_counter()
         resumed = (spec.output_dir / "checkpoints").is_dir()
-        summary = distill.distill_student(str(spec.config), [], resume="latest")
+        summary = runs.distill_student(str(spec.config), [], resume="latest")
         train_wall = time.perf_counter() - tic
         checkpoint = spec.output_dir / "final.pt"
         tic = time.perf_counter()

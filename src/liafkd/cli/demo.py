@@ -70,9 +70,8 @@ def write_config(raw: dict[str, Any], folder: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from liafkd.cli.distill import distill_student
-    from liafkd.cli.train import train_detector
     from liafkd.engine.evaluate import count_parameters
+    from liafkd.engine.runs import distill_student, train_detector
 
     out = Path(args.out).resolve()
     configs = out / "configs"

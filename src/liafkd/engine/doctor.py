@@ -8,6 +8,7 @@ from torch import nn
 from liafkd.config import DatasetConfig, ExperimentConfig, load_config
 from liafkd.data.records import DatasetIndex
 from liafkd.engine.guardrails import CheckResult, GuardrailError
+from liafkd.engine.runs import build_train_module
 
 
 def dataset_result(what: str, ds_cfg: DatasetConfig) -> tuple[CheckResult, DatasetIndex | None]:
@@ -51,18 +52,6 @@ def data_results(
         )
         return results, None
     return results, (train, val)
-
-
-def build_train_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:
-    """What `liafkd train` or `liafkd distill` would train."""
-    if cfg.distill is not None:
-        from liafkd.cli.distill import build_distill_module
-
-        return build_distill_module(cfg, source, class_names)
-    from liafkd.engine.build import build_student
-    from liafkd.engine.trainer import DetectorTrainModule
-
-    return DetectorTrainModule(build_student(cfg.model, len(class_names)))
 
 
 def model_result(module: nn.Module, distilling: bool) -> CheckResult:

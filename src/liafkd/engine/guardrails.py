@@ -118,12 +118,15 @@ class TeacherLoad:
     mismatched: list[str] = field(default_factory=list)
 
 
-def read_teacher(teacher: TeacherConfig, class_names: list[str]) -> tuple[nn.Module, TeacherLoad]:
-    """Build the teacher from its config and load what fits of its checkpoint."""
+def read_teacher(
+    teacher: TeacherConfig, class_names: list[str], teacher_cfg: ExperimentConfig | None = None
+) -> tuple[nn.Module, TeacherLoad]:
+    """Build the teacher from its config (`teacher_cfg` when the caller has read it
+    already) and load what fits of its checkpoint."""
     from liafkd.engine.build import build_student
     from liafkd.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_reporting
 
-    teacher_cfg = load_config(teacher.config)
+    teacher_cfg = teacher_cfg or load_config(teacher.config)
     ckpt = load_checkpoint(teacher.checkpoint)
     state = ckpt.get("model")
     if not isinstance(state, dict):
@@ -216,14 +219,19 @@ def teacher_load_results(
     return [class_result(load, class_names), weights_result(load, allow_missing)]
 
 
-def load_teacher(teacher: TeacherConfig, class_names: list[str]) -> nn.Module:
+def load_teacher(
+    teacher: TeacherConfig, class_names: list[str], teacher_cfg: ExperimentConfig | None = None
+) -> nn.Module:
     """The frozen teacher; GuardrailError for other classes or missing weights. The
-    load report stays on the teacher as `load_report` for the run's check table."""
-    detector, load = read_teacher(teacher, class_names)
+    load report stays on the teacher as `load_report` for the run's check table, its
+    config as `run_config` (read once: `teacher_cfg` when the caller has read it)."""
+    teacher_cfg = teacher_cfg or load_config(teacher.config)
+    detector, load = read_teacher(teacher, class_names, teacher_cfg)
     results = teacher_load_results(load, class_names, teacher.allow_missing)
     if any(r.failed for r in results):
         raise GuardrailError(results)
     detector.load_report = load
+    detector.run_config = teacher_cfg
     return detector.eval().requires_grad_(False)
 
 
@@ -317,7 +325,8 @@ def teacher_sanity(
         teacher, subset, cfg.data.augment, device, cfg.data.batch_size
     )
     objects = sum(r.num_instances for r in subset.records)
-    hint = normalisation_hint(load_config(teacher_config).data.augment, cfg.data.augment)
+    teacher_cfg = getattr(teacher, "run_config", None) or load_config(teacher_config)
+    hint = normalisation_hint(teacher_cfg.data.augment, cfg.data.augment)
     result = sanity_result(
         metrics["AP50"], len(subset.records), objects, len(dets), checks.min_teacher_ap50, hint
     )
