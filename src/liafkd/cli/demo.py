@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from liafkd.cli.threads import add_threads_arg, apply_threads
+
 TEACHER_MODEL = {"depth": 18, "width": 32, "fpn_channels": 64, "head_convs": 2, "head_channels": 64}
 STUDENT_MODEL = {"depth": 18, "width": 16, "fpn_channels": 32, "head_convs": 2, "head_channels": 32}
 
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=200, help="synthetic images (3/4 train)")
     p.add_argument("--epochs", type=int, default=8, help="epochs for each of the three runs")
     p.add_argument("--seed", type=int, default=0)
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.engine.evaluate import count_parameters
     from liafkd.engine.runs import distill_student, train_detector
 
+    apply_threads(args.threads)
     out = Path(args.out).resolve()
     configs = out / "configs"
     tic = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from liafkd.cli.threads import apply_threads
 from liafkd.cli.train import add_common_run_args
 
 MOVED_TO_ENGINE = ("build_distill_module", "distill_student", "inherit_or_fail")
@@ -38,5 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from liafkd.engine.runs import distill_student
 
+    apply_threads(args.threads)
     distill_student(args.config, args.overrides, args.resume, args.overwrite, args.strict_resume)
     return 0

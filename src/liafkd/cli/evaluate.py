@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from liafkd.cli.threads import add_threads_arg, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -38,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="with CONFIG: override a config key",
     )
+    add_threads_arg(parser)
     parser.set_defaults(func=run_eval)
 
 
@@ -59,6 +62,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     if not (args.config and args.checkpoint):
         print("error: liafkd eval CONFIG needs --checkpoint CKPT", file=sys.stderr)
         return 2
+    apply_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
     metrics, detections = evaluate_checkpoint(cfg, args.checkpoint)
     print(format_coco_table(metrics))

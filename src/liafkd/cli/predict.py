@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from liafkd.cli.threads import add_threads_arg, apply_threads
+
 if TYPE_CHECKING:
     from liafkd.data.records import ImageRecord
 
@@ -60,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.engine.trainer import resolve_device
     from liafkd.export import load_student
 
+    apply_threads(args.threads)
     files = collect_images(args.images)
     if args.fmt == "kitti" or args.draw:
         check_unique_stems(files)

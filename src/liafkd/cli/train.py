@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from liafkd.cli.threads import add_threads_arg, apply_threads
+
 
 def add_common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML config")
+    add_threads_arg(parser)
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -51,5 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from liafkd.engine.runs import train_detector
 
+    apply_threads(args.threads)
     train_detector(args.config, args.overrides, args.resume, args.overwrite, args.strict_resume)
     return 0
