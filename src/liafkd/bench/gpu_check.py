@@ -129,6 +129,7 @@ class Check:
         self.amp = "bf16" if not tiny else "none"
         self.results: dict[str, Any] = {"tiny": tiny, "stages": {}}
         self.log_path = out / "log.txt"
+        self.teacher_dir = work / "runs" / "teacher"
         self.started = time.perf_counter()
 
     def say(self, text: str) -> None:
@@ -209,6 +210,8 @@ def environment() -> dict[str, Any]:
         "cuda_runtime": torch.version.cuda,
         "cpu_count": os.cpu_count(),
         "liafkd_commit": _git_commit(),
+        "uncommitted_files": _git_dirty(),
+        "dev_shm_gib": _shm_gib(),
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -220,6 +223,27 @@ def environment() -> dict[str, Any]:
             bf16_supported=torch.cuda.is_bf16_supported(),
         )
     return info
+
+
+def _git_dirty() -> int | None:
+    """How many files differ from the commit (the check may run on a working tree)."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return len(done.stdout.splitlines())
+
+
+def _shm_gib() -> float | None:
+    """DataLoader workers pass batches through /dev/shm; a small one breaks them."""
+    import shutil
+
+    try:
+        return round(shutil.disk_usage("/dev/shm").total / 2**30, 1)
+    except OSError:
+        return None
 
 
 def _git_commit() -> str:
@@ -323,13 +347,23 @@ def timed_run(check: Check, command: str, raw: dict[str, Any], minutes: float) -
     check.say(f"{raw['name']}: {1e3 * seconds:.1f} ms/step -> {steps} steps ({epochs} epochs)")
     tic = time.perf_counter()
     cmd = [sys.executable, "-m", "liafkd.cli.main", command, str(config)]
-    check.run_logged(cmd, timeout=max(600.0, 20 * 60 * minutes))
     run_dir = Path(raw["output_dir"])
+    try:
+        check.run_logged(cmd, timeout=max(600.0, 20 * 60 * minutes))
+    except RuntimeError as e:
+        if raw["data"]["num_workers"] == 0:
+            raise
+        # loader workers are the usual casualty of a small /dev/shm: once more without
+        check.say(f"{raw['name']} failed ({e}); once more with data.num_workers 0")
+        run_dir = run_dir.with_name(run_dir.name + "_workers0")
+        overrides = ["--set", "data.num_workers=0", "--set", f"output_dir={run_dir}"]
+        check.run_logged(cmd + overrides, timeout=max(600.0, 20 * 60 * minutes))
     summary = json.loads((run_dir / "summary.json").read_text())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     curve = [r for r in records if r.get("type") == "train"]
     return {
         "config": str(config),
+        "run_dir": str(run_dir),
         "step_ms_fixed_batch": 1e3 * seconds,
         "steps": steps,
         "wall_s": round(time.perf_counter() - tic, 1),
@@ -343,12 +377,14 @@ def timed_run(check: Check, command: str, raw: dict[str, Any], minutes: float) -
 
 def train_teacher(check: Check) -> dict[str, Any]:
     raw = experiment(check, "teacher", check.scale.teacher_model, amp=check.amp)
-    return timed_run(check, "train", raw, check.scale.teacher_minutes)
+    run = timed_run(check, "train", raw, check.scale.teacher_minutes)
+    check.teacher_dir = Path(run["run_dir"])
+    return run
 
 
 def teacher_paths(check: Check) -> tuple[Path, Path]:
     config = check.work / "configs" / "teacher.yaml"
-    checkpoint = check.work / "runs" / "teacher" / "final.pt"
+    checkpoint = check.teacher_dir / "final.pt"
     if not checkpoint.is_file():
         raise RuntimeError(f"{checkpoint}: the teacher stage wrote no final.pt")
     return config, checkpoint
