@@ -31,6 +31,7 @@ from torchvision.ops import box_iou
 from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import draw_bounding_boxes
 
+from liafkd.data.images import read_rgb
 from liafkd.data.records import DatasetIndex, ImageRecord
 
 Row = dict[str, Any]
@@ -295,8 +296,7 @@ def plot_instance_images(
     cmap = colormaps[WEIGHT_CMAP]
     for row_axes, image_id in zip(axes, image_ids, strict=True):
         record = records[image_id]
-        with Image.open(record.file_name) as img:
-            pixels = np.asarray(img.convert("RGB"))
+        pixels = np.asarray(read_rgb(record.file_name))  # as training saw it (EXIF, 16-bit)
         for ax, epoch in zip(row_axes, epochs, strict=True):
             ax.imshow(pixels)
             _draw_gt(ax, record, matches[(epoch, image_id)], cmap, norm)

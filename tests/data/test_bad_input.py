@@ -263,11 +263,17 @@ def test_eval_of_another_architecture_lists_mismatched_keys(tiny_config, tmp_pat
     assert re.search(r"neck\.\S+: checkpoint \(24, ", err)
 
 
-def test_undecodable_pixels_stop_training_naming_the_file(tiny_config, capsys):
+def test_undecodable_pixels_stop_a_strict_training_naming_the_file(tiny_config, capsys):
     """The reader checks image headers only (decoding every image would cost minutes on
-    a large set); pixels that do not decode stop the run when a DataLoader worker
-    meets them, naming the file."""
-    cfg = edit(tiny_config("pixels"), lambda raw: raw["data"].update(num_workers=1))
+    a large set; `liafkd data check` decodes them all); under `policy: strict` pixels
+    that do not decode stop the run when a DataLoader worker meets them, naming the
+    file (under `drop` the image is dropped: tests/data/test_images.py)."""
+
+    def strict_with_a_worker(raw):
+        raw["data"].update(num_workers=1)
+        raw["data"]["train"]["policy"] = "strict"
+
+    cfg = edit(tiny_config("pixels"), strict_with_a_worker)
     index = load_index(load_config(cfg).data.train, "data.train")
     broken = Path(index.records[0].file_name)
     broken.write_bytes(broken.read_bytes()[:200])  # header intact, pixel data cut

@@ -61,7 +61,8 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "check",
         help="count images, instances and box sizes; list every problem",
-        description="Exit 0 when the dataset is readable, 1 when its policy is strict "
+        description="Decodes every image (a truncated file is a problem, not a crash). "
+        "Exit 0 when the dataset is readable, 1 when its policy is strict "
         "and it has problems.",
     )
     parser.add_argument("dataset_config", metavar="DATASET_CONFIG", help="dataset YAML")
@@ -79,11 +80,12 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from liafkd.config import load_dataset_config
-    from liafkd.data.check import format_summary, summarize
+    from liafkd.data.check import decode_images, format_summary, summarize
     from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
 
     cfg = load_dataset_config(args.dataset_config)
     index = read_dataset(cfg)
+    decode_images(index)  # every pixel, not only the headers: truncated files show here
     summary = summarize(index, cfg)
     print(format_summary(summary))
     if args.json:

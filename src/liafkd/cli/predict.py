@@ -95,20 +95,21 @@ def image_ids(files: list[Path]) -> list[int]:
 
 
 def image_records(files: list[Path]) -> list[ImageRecord]:
-    """One annotation-free record per file (ids from `image_ids`); reads each header."""
+    """One annotation-free record per file (ids from `image_ids`); reads each header
+    (size as displayed, EXIF orientation applied). A file whose header cannot be read
+    is reported on stderr and left out."""
     import numpy as np
-    from PIL import Image
 
-    from liafkd.config import ConfigError
+    from liafkd.data.images import ImageReadError, header_size
     from liafkd.data.records import ImageRecord
 
     records = []
     for image_id, path in zip(image_ids(files), files, strict=True):
         try:
-            with Image.open(path) as img:
-                width, height = img.size
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise ConfigError(f"{path}: cannot read image: {e}") from None
+            width, height = header_size(path)
+        except ImageReadError as e:
+            print(f"skipped an unreadable image: {e}", file=sys.stderr)
+            continue
         records.append(
             ImageRecord(
                 image_id=image_id,
@@ -160,29 +161,40 @@ def run(args: argparse.Namespace) -> int:
     files = collect_images(args.images)
     if args.fmt == "kitti" or args.draw:
         check_unique_stems(files)
-    stems = [path.stem for path in files]
     records = image_records(files)
+    if not records:
+        print(f"error: none of the {len(files)} image(s) could be read", file=sys.stderr)
+        return 2
     detector, meta = load_student(args.checkpoint, args.score_thr)
     class_names = list(meta["class_names"])
     aug = preprocessing(args.config, meta)
     device = resolve_device(args.device)
     index = DatasetIndex(records, class_names)
     try:
-        dets = predict_dataset(detector.to(device), index, aug, device, args.batch_size)
+        dets = predict_dataset(
+            detector.to(device), index, aug, device, args.batch_size, drop_unreadable=True
+        )
     except DataLoadError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    records = [r for r in records if r.image_id in dets]  # the unreadable ones reported
+    stems = [Path(r.file_name).stem for r in records]
+    if len(records) < len(files):
+        print(f"skipped {len(files) - len(records)} unreadable image(s)", file=sys.stderr)
+    if not records:
+        print(f"error: none of the {len(files)} image(s) could be read", file=sys.stderr)
         return 2
     total = sum(len(d["scores"]) for d in dets.values())
     if args.fmt == "coco":
         out = Path(args.out or "predictions.json")
         table = write_coco(out, dets, records)
-        print(f"{total} detections on {len(files)} images: {out} (image ids: {table})")
+        print(f"{total} detections on {len(records)} images: {out} (image ids: {table})")
     else:
         from liafkd.evaluation.kitti import write_kitti_results
 
         out = Path(args.out or "predictions_kitti")
         write_kitti_results(out, stems, [dets[r.image_id] for r in records], class_names)
-        print(f"{total} detections on {len(files)} images: KITTI result files in {out}")
+        print(f"{total} detections on {len(records)} images: KITTI result files in {out}")
     if args.draw:
         from liafkd.viz import draw_detections
 

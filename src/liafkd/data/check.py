@@ -10,7 +10,7 @@ import numpy as np
 
 from liafkd.config import DatasetConfig
 from liafkd.data.formats import serious_problems
-from liafkd.data.records import DatasetIndex
+from liafkd.data.records import DatasetIndex, Problem
 
 # COCO's area ranges for APs / APm / APl.
 COCO_SMALL_AREA = 32**2
@@ -38,6 +38,29 @@ def box_size_histogram(index: DatasetIndex) -> dict[str, dict[str, int]]:
         for k, count in sorted(Counter(exponents.tolist()).items())
     }
     return {"coco_area": coco, "sqrt_area": buckets}
+
+
+def decode_images(index: DatasetIndex, progress: bool = True) -> int:
+    """Decode every image's pixels (the readers read headers only), so a truncated or
+    corrupt file is found now rather than mid-training: each one becomes an
+    `unreadable_image` problem and its record is dropped. Returns how many."""
+    from tqdm import tqdm
+
+    from liafkd.data.images import ImageReadError, read_rgb
+
+    kept = []
+    bad = 0
+    for record in tqdm(index.records, desc="decoding images", leave=False, disable=not progress):
+        try:
+            read_rgb(record.file_name)
+        except ImageReadError as e:
+            message = str(e).removeprefix(f"{record.file_name}: ")
+            index.problems.append(Problem("unreadable_image", record.file_name, message, True))
+            bad += 1
+            continue
+        kept.append(record)
+    index.records[:] = kept
+    return bad
 
 
 def summarize(index: DatasetIndex, cfg: DatasetConfig) -> dict[str, Any]:

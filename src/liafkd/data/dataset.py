@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from liafkd.config import AugmentConfig
+from liafkd.data.images import ImageReadError, read_rgb
 from liafkd.data.records import DatasetIndex, ImageRecord
 from liafkd.data.transforms import build_transforms, make_target
 
@@ -54,12 +54,12 @@ class DataLoadError(RuntimeError):
 
 
 def load_image(path: str) -> tv_tensors.Image:
-    """The image at `path` as uint8 RGB [3, H, W]."""
+    """The image at `path` as uint8 RGB [3, H, W], as displayed (EXIF orientation
+    applied, 16-bit scaled to 8 bits: `liafkd.data.images.read_rgb`)."""
     try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataLoadError(f"{path}: cannot read image: {e}") from e
+        rgb = read_rgb(path)
+    except ImageReadError as e:
+        raise DataLoadError(str(e)) from None
     return tv_tensors.Image(F.pil_to_tensor(rgb))
 
 
@@ -98,18 +98,28 @@ class DetectionDataset(Dataset):
     """Loads each record's image with PIL and applies `transforms` to image and boxes.
 
     An item is an index, or (index, seed): the seed fixes the augmentation's random
-    draws for that sample (see `AugmentSeedSampler`)."""
+    draws for that sample (see `AugmentSeedSampler`). With `drop_unreadable` (the
+    dataset's `policy: drop`) an image that cannot be decoded becomes {"dropped":
+    message}, which `collate_detection` leaves out of the batch and reports."""
 
-    def __init__(self, index: DatasetIndex, transforms: Callable | None) -> None:
+    def __init__(
+        self, index: DatasetIndex, transforms: Callable | None, drop_unreadable: bool = False
+    ) -> None:
         self.index = index
         self.transforms = transforms
+        self.drop_unreadable = drop_unreadable
 
     def __len__(self) -> int:
         return len(self.index.records)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         with _one_thread():
-            return self._load(item)
+            try:
+                return self._load(item)
+            except DataLoadError as e:
+                if not self.drop_unreadable:
+                    raise
+                return {"dropped": str(e)}
 
     def _load(self, item: int | tuple[int, int]) -> dict[str, Any]:
         idx, seed = item if isinstance(item, tuple) else (item, None)
@@ -141,11 +151,25 @@ class DetectionDataset(Dataset):
             return self.transforms(image, target)
 
 
+class Targets(list):
+    """A batch's targets; `dropped` lists the messages of the images left out of it
+    (unreadable under `policy: drop`)."""
+
+    def __init__(self, items: Sequence[dict[str, Any]] = (), dropped: Sequence[str] = ()) -> None:
+        super().__init__(items)
+        self.dropped = list(dropped)
+
+
 def collate_detection(
     batch: Sequence[dict[str, Any]], size_divisor: int = 32
-) -> tuple[torch.Tensor, list[dict[str, Any]], list[tuple[int, int]]]:
+) -> tuple[torch.Tensor, Targets, list[tuple[int, int]]]:
     """Stack images into [B, 3, H, W], H and W the largest sizes rounded up to a
-    multiple of `size_divisor`, padding bottom and right with 0 (the normalised mean)."""
+    multiple of `size_divisor`, padding bottom and right with 0 (the normalised mean).
+    Samples dropped by the dataset are left out and named in `targets.dropped`."""
+    dropped = [sample["dropped"] for sample in batch if "dropped" in sample]
+    batch = [sample for sample in batch if "dropped" not in sample]
+    if not batch:
+        return torch.zeros((0, 3, size_divisor, size_divisor)), Targets((), dropped), []
     images = [sample["image"] for sample in batch]
     sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     height = math.ceil(max(h for h, _ in sizes) / size_divisor) * size_divisor
@@ -154,7 +178,7 @@ def collate_detection(
         padded = images[0].new_zeros((len(images), images[0].shape[0], height, width))
         for out, img, (h, w) in zip(padded, images, sizes, strict=True):
             out[:, :h, :w] = img
-    return padded, [sample["target"] for sample in batch], sizes
+    return padded, Targets([sample["target"] for sample in batch], dropped), sizes
 
 
 class AugmentSeedSampler(Sampler):
@@ -189,11 +213,13 @@ def build_loader(
     num_workers: int,
     seed: int,
     sampler: Sampler | None = None,
+    drop_unreadable: bool = False,
 ) -> DataLoader:
     """Batches of `collate_detection`. Training shuffles (unless `sampler` is given)
     and augments; the order and the augmentation follow from `seed`. No sample is
-    dropped."""
-    dataset = DetectionDataset(index, build_transforms(aug, train))
+    dropped, except an unreadable image with `drop_unreadable` (named in the batch's
+    `targets.dropped`)."""
+    dataset = DetectionDataset(index, build_transforms(aug, train), drop_unreadable)
     # the order and augmentation seeds get their own stream: the DataLoader draws worker
     # seeds from its generator only when it starts workers, which differs per epoch
     # between persistent and fresh workers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -21,22 +22,36 @@ def predict_dataset(
     device: torch.device,
     batch_size: int = 8,
     progress: bool = True,
+    drop_unreadable: bool = False,
 ) -> dict[int, dict[str, torch.Tensor]]:
     """Detections per image id, boxes in the original image's pixels (xyxy). Under
     torchrun each process predicts its own whole batches and every process gets all
-    the detections, in dataset order, identical to one process's."""
+    the detections, in dataset order, identical to one process's. With
+    `drop_unreadable` an image that cannot be decoded is reported (stderr) and has no
+    entry."""
     from liafkd.data.dataset import build_loader
 
     ctx = context()
     shard = eval_shard(len(index.records), batch_size, ctx)
     loader = build_loader(
-        index, aug, batch_size=batch_size, train=False, num_workers=0, seed=0, sampler=shard
+        index,
+        aug,
+        batch_size=batch_size,
+        train=False,
+        num_workers=0,
+        seed=0,
+        sampler=shard,
+        drop_unreadable=drop_unreadable,
     )
     progress = progress and ctx.is_main
     was_training = detector.training
     detector.eval()
     results: dict[int, dict[str, torch.Tensor]] = {}
     for images, targets, sizes in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        for message in getattr(targets, "dropped", ()):
+            print(f"skipped an unreadable image: {message}", file=sys.stderr)
+        if not targets:
+            continue
         dets = detector.predict(images.to(device), sizes)
         for det, target in zip(dets, targets, strict=True):
             sy, sx = target["scale"]
@@ -55,7 +70,7 @@ def predict_dataset(
     merged: dict[int, dict[str, torch.Tensor]] = {}
     for part in all_gather_objects(results):
         merged.update(part)
-    return {rid: merged[rid] for rid in (int(r.image_id) for r in index.records)}
+    return {rid: merged[rid] for rid in (int(r.image_id) for r in index.records) if rid in merged}
 
 
 def to_coco_results(dets: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
@@ -103,13 +118,16 @@ def evaluate_detector(
     device: torch.device,
     batch_size: int = 8,
     kitti: bool = False,
+    drop_unreadable: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """COCO metrics (pycocotools), plus the official KITTI 2D metrics under "kitti"
     when asked, and the detections in COCO results format. Under torchrun rank 0 scores
     the gathered detections once and every process returns its result."""
     from liafkd.evaluation.coco import evaluate_coco
 
-    dets = predict_dataset(detector, index, aug, device, batch_size)
+    dets = predict_dataset(
+        detector, index, aug, device, batch_size, drop_unreadable=drop_unreadable
+    )
     coco_dets = to_coco_results(dets)
     metrics = None
     if context().is_main:
@@ -157,6 +175,7 @@ def evaluate_checkpoint(cfg, checkpoint: str) -> tuple[dict[str, Any], list[dict
         device,
         cfg.data.batch_size,
         kitti=is_kitti_format(cfg.data.val),
+        drop_unreadable=cfg.data.val.policy == "drop",
     )
 
 

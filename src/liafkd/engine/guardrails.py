@@ -615,12 +615,23 @@ def probe_batch(
     from liafkd.data.dataset import build_loader
 
     loader = build_loader(
-        index, cfg.data.augment, cfg.data.batch_size, train=True, num_workers=0, seed=cfg.train.seed
+        index,
+        cfg.data.augment,
+        cfg.data.batch_size,
+        train=True,
+        num_workers=0,
+        seed=cfg.train.seed,
+        drop_unreadable=cfg.data.train.policy == "drop",  # as training does
     )
+    last = None
     for seen, (images, targets, _sizes) in enumerate(loader, start=1):
-        if sum(len(t["labels"]) for t in targets) > 0 or seen >= max_batches:
-            return images, targets
-    raise ValueError("data.train: no batch to check (the dataset is empty)")
+        if len(targets):
+            last = images, targets
+        if (last and sum(len(t["labels"]) for t in targets) > 0) or seen >= max_batches:
+            break
+    if last is None:
+        raise ValueError("data.train: no batch to check (no image of the dataset is readable)")
+    return last
 
 
 def step_health(

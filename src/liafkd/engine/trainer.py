@@ -125,6 +125,7 @@ class TrainState:
     epoch_count: int = 0
     epoch_seen: int = 0
     log_lines: int = 0  # lines of metrics.jsonl written so far
+    dropped_images: list[str] = field(default_factory=list)  # unreadable, policy drop
 
 
 class Trainer:
@@ -161,6 +162,7 @@ class Trainer:
             num_workers=cfg.data.num_workers,
             seed=cfg.train.seed,
             sampler=self.sampler,
+            drop_unreadable=cfg.data.train.policy == "drop",
         )
         # DistributedDataParallel over the student and distiller (the teacher is outside
         # the module tree); the optimizer must see the parameters after SyncBN conversion
@@ -217,6 +219,7 @@ class Trainer:
                 epoch_count=self.state.epoch_count,
                 epoch_seen=self.state.epoch_seen,
                 log_lines=self.state.log_lines,
+                dropped_images=json.dumps(self.state.dropped_images),
                 config=json.dumps(self.cfg.model_dump(mode="json")),
                 rng=rngs[0],
                 world_size=self.dist.world_size,
@@ -261,6 +264,7 @@ class Trainer:
             epoch_count=int(ckpt.get("epoch_count", 0)),
             epoch_seen=int(ckpt.get("epoch_seen", 0)),
             log_lines=int(ckpt.get("log_lines", -1)),
+            dropped_images=json.loads(ckpt.get("dropped_images", "[]")),
         )
         per_rank = ckpt.get("rng_per_rank")
         if per_rank is not None and len(per_rank) == self.dist.world_size:
@@ -454,6 +458,9 @@ class Trainer:
         seen = 0  # this invocation's images, for the speed
         ckpt_steps = self.cfg.train.checkpoint_steps
         for images, targets, _sizes in bar:
+            if self.note_dropped(targets):  # every image of the batch was unreadable
+                self.state.batches_in_epoch += 1
+                continue
             images = images.to(self.device, non_blocking=True)
             targets = [_to_device(t, self.device) for t in targets]
             values = self.train_step(images, targets)
@@ -495,6 +502,24 @@ class Trainer:
         means["img_s"] = seen / max(1e-9, means["epoch_time_s"])
         return means, finished
 
+    def note_dropped(self, targets: list[dict[str, Any]]) -> bool:
+        """Report the batch's unreadable images (policy drop), each once per run;
+        True when nothing of the batch is left."""
+        for message in getattr(targets, "dropped", ()):
+            if message not in self.state.dropped_images:
+                self.state.dropped_images.append(message)
+                print(f"\ndropped an unreadable image (data.train.policy: drop): {message}")
+        if len(targets):
+            return False
+        if self.dist.enabled:  # the other processes would wait for this one's gradients
+            from liafkd.data.dataset import DataLoadError
+
+            raise DataLoadError(
+                f"every image of a batch is unreadable (rank {self.dist.rank}): "
+                f"{'; '.join(targets.dropped)}"
+            )
+        return True
+
     def batches_per_epoch(self) -> int:
         return -(-self.sampler.per_rank() // self.cfg.data.batch_size)
 
@@ -509,6 +534,7 @@ class Trainer:
             self.device,
             batch_size=self.cfg.data.batch_size,
             kitti=is_kitti_format(self.cfg.data.val),
+            drop_unreadable=self.cfg.data.val.policy == "drop",
         )
         return metrics
 
@@ -596,6 +622,7 @@ class Trainer:
             "best_AP": self.state.best_metric,
             "steps": self.state.step,
             "nonfinite_steps": self.state.nonfinite_total,
+            "dropped_unreadable_images": self.state.dropped_images,
             "wall_time_s": time.perf_counter() - tic,  # this invocation (a resume counts anew)
         }
         if self.dist.is_main:

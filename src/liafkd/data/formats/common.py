@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from liafkd.config import ConfigError, DatasetConfig
+from liafkd.data.images import ImageReadError, header_size
 from liafkd.data.records import DatasetIndex, ImageRecord, Problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -82,7 +82,8 @@ def find_image(folder: Path, stem: str) -> Path | None:
 def probe_image(
     path: Path | None, location: str, problems: list[Problem], described_as: str = ""
 ) -> tuple[int, int] | None:
-    """(width, height) from the image header (no decode), or None with a problem."""
+    """(width, height) from the image header (no decode), as displayed (EXIF
+    orientation applied), or None with a problem."""
     if path is None or not path.is_file():
         problems.append(
             Problem(
@@ -94,14 +95,11 @@ def probe_image(
         )
         return None
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as e:
-        problems.append(
-            Problem("unreadable_image", str(path), f"cannot read image header: {e}", dropped=True)
-        )
+        return header_size(path)
+    except ImageReadError as e:
+        message = str(e).removeprefix(f"{path}: ")
+        problems.append(Problem("unreadable_image", str(path), message, dropped=True))
         return None
-    return int(width), int(height)
 
 
 def image_size(
@@ -118,6 +116,10 @@ def image_size(
             f"the annotation says {declared[0]}x{declared[1]}, the image is "
             f"{header[0]}x{header[1]}; boxes are checked against the image"
         )
+        if declared == (header[1], header[0]):
+            message += (
+                " (its EXIF orientation turns it by 90 degrees: liafkd uses images as displayed)"
+            )
         problems.append(Problem("size_mismatch", location, message))
     return header
 
