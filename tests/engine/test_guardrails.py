@@ -124,7 +124,8 @@ def test_random_teacher_fails_the_sanity_check(distill_config):
 def test_sanity_verdicts_by_hand():
     assert sanity_result(0.42, 12, 30, 80, 0.01, "").status == "PASS"
     failed = sanity_result(None, 12, 30, 0, 0.01, " (mean differs)")
-    assert failed.status == "FAIL" and "AP50 0.0000" in failed.detail
+    assert failed.status == "FAIL" and "AP50 0.00 (percent)" in failed.detail
+    assert "(1.00 percent)" in failed.detail
     assert "(mean differs)" in failed.detail
     assert sanity_result(None, 12, 0, 0, 0.01, "").status == "SKIP"  # nothing to detect
 

@@ -284,13 +284,20 @@ def sanity_result(
             "teacher sanity", "SKIP", f"the first {images} validation images hold no objects"
         )
     ap50 = ap50 or 0.0
-    measured = f"teacher AP50 {ap50:.4f} on {images} val images ({detections} detections)"
+    measured = (
+        f"teacher AP50 {100 * ap50:.2f} (percent) on {images} val images ({detections} detections)"
+    )
     if ap50 >= threshold:
-        return CheckResult("teacher sanity", "PASS", f"{measured} >= {threshold}")
+        return CheckResult(
+            "teacher sanity",
+            "PASS",
+            f"{measured} >= {100 * threshold:.2f} (distill.checks.min_teacher_ap50 {threshold})",
+        )
     return CheckResult(
         "teacher sanity",
         "FAIL",
-        f"{measured} is below distill.checks.min_teacher_ap50 = {threshold}: the teacher "
+        f"{measured} is below distill.checks.min_teacher_ap50 = {threshold} "
+        f"({100 * threshold:.2f} percent): the teacher "
         "does not detect this dataset's objects. Likely causes: a wrong checkpoint (not the "
         "trained teacher), classes in another order or meaning, or other image "
         f"normalisation{hint}. More batches (distill.checks.teacher_batches) give a steadier "
@@ -792,8 +799,8 @@ def complete_summary(
 
 
 def side_by_side(student_final: dict[str, Any], teacher: dict[str, Any]) -> str:
-    def fmt(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+    def fmt(value: Any) -> str:  # percent, as every table liafkd prints
+        return f"{100 * value:.1f}" if isinstance(value, (int, float)) else "-"
 
     parts = [f"student AP {fmt(student_final.get('AP'))} AP50 {fmt(student_final.get('AP50'))}"]
     run = (teacher.get("run") or {}).get("final") or {}

@@ -681,7 +681,8 @@ def _print_epoch(record: dict[str, Any]) -> None:
     ]
     if "val" in record:
         v = record["val"]
-        parts.append(f"val AP {v.get('AP', 0):.4f} AP50 {v.get('AP50', 0):.4f}")
+        # percent, as every table liafkd prints
+        parts.append(f"val AP {100 * v.get('AP', 0):.2f} AP50 {100 * v.get('AP50', 0):.2f}")
     print(" | ".join(parts), flush=True)
 
 

@@ -1,0 +1,20 @@
+"""The demo's closing table names its metric and split and says how to read it."""
+
+from liafkd.cli.demo import format_rows
+
+ROWS = [
+    {"run": "teacher", "params_M": 3.2, "AP": 0.108, "AP50": 0.22, "AP75": 0.092},
+    {"run": "student_none", "params_M": 0.81, "AP": 0.067, "AP50": 0.143, "AP75": 0.056},
+    {"run": "student_liaf", "params_M": 0.81, "AP": 0.037, "AP50": 0.107, "AP75": None},
+]
+
+
+def test_table_names_metric_split_and_conclusion():
+    text = format_rows(ROWS, val_images=50, epochs=8)
+    flat = " ".join(text.split())
+    assert "COCO box AP in percent" in flat
+    assert "validation split (50 images no run trained on)" in flat
+    assert "student_none   " in text and "    6.7    14.3     5.6" in text  # percent cells
+    assert "moves its AP by -3.0 points" in flat
+    assert "not which method is better" in flat
+    assert all(len(line) <= 88 for line in text.splitlines())
