@@ -303,18 +303,15 @@ def make_data(check: Check) -> dict[str, Any]:
 
 def build_trainer(config: Path):
     """A Trainer exactly as `liafkd train` / `liafkd distill` builds it."""
-    from liafkd.cli.distill import build_distill_module
     from liafkd.config import load_config
-    from liafkd.engine.build import build_student, load_indices
-    from liafkd.engine.trainer import DetectorTrainModule, Trainer, seed_everything
+    from liafkd.engine.build import load_indices
+    from liafkd.engine.runs import build_train_module
+    from liafkd.engine.trainer import Trainer, seed_everything
 
     cfg = load_config(config)
     train_index, val_index = load_indices(cfg)
     seed_everything(cfg.train.seed)
-    if cfg.distill:
-        module = build_distill_module(cfg, str(config), train_index.class_names)
-    else:
-        module = DetectorTrainModule(build_student(cfg.model, len(train_index.class_names)))
+    module = build_train_module(cfg, str(config), train_index.class_names)
     return Trainer(cfg, module, train_index, val_index), train_index
 
 
