@@ -40,7 +40,14 @@ def write(tmp_path: Path, raw: dict) -> Path:
 
 
 def test_the_presets_are_listed():
-    assert preset_names() == ["cpu-bccd", "cpu-smoke", "cpu-synthetic", "gpu-coco", "gpu-kitti"]
+    assert preset_names() == [
+        "cpu-bccd",
+        "cpu-smoke",
+        "cpu-synthetic",
+        "cpu-synthetic-calibrated",
+        "gpu-coco",
+        "gpu-kitti",
+    ]
 
 
 @pytest.mark.parametrize("preset", preset_names())
