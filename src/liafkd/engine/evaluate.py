@@ -52,7 +52,7 @@ def predict_dataset(
             print(f"skipped an unreadable image: {message}", file=sys.stderr)
         if not targets:
             continue
-        dets = detector.predict(images.to(device), sizes)
+        dets = predict_by_padded_shape(detector, images, sizes, aug.size_divisor, device)
         for det, target in zip(dets, targets, strict=True):
             sy, sx = target["scale"]
             h, w = target["orig_size"]
@@ -71,6 +71,32 @@ def predict_dataset(
     for part in all_gather_objects(results):
         merged.update(part)
     return {rid: merged[rid] for rid in (int(r.image_id) for r in index.records) if rid in merged}
+
+
+def predict_by_padded_shape(
+    detector: nn.Module,
+    images: torch.Tensor,
+    sizes: list[tuple[int, int]],
+    size_divisor: int,
+    device: torch.device,
+) -> list[dict[str, torch.Tensor]]:
+    """`detector.predict` on each image padded to its own size rounded up to
+    `size_divisor`, never to the batch's largest: images of one padded shape run
+    together. The padding then never depends on the other images of the batch, so
+    GroupNorm statistics (taken over the padded map) and the detections are those of
+    a batch of one, whatever the batch size."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(sizes):
+        shape = (-(-h // size_divisor) * size_divisor, -(-w // size_divisor) * size_divisor)
+        groups.setdefault(shape, []).append(i)
+    dets: list[dict[str, torch.Tensor]] = [{} for _ in sizes]
+    for (height, width), members in groups.items():
+        batch = images[members, :, :height, :width].to(device)
+        for i, det in zip(
+            members, detector.predict(batch, [sizes[i] for i in members]), strict=True
+        ):
+            dets[i] = det
+    return dets
 
 
 def to_coco_results(dets: dict[int, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
