@@ -26,6 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", metavar="DETECTIONS.json", help="COCO results file")
     parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
     parser.add_argument(
+        "--category-ids",
+        choices=["auto", "order", "dataset"],
+        default="auto",
+        help="with --results on a COCO dataset: category_id is 1-based in the class order "
+        "(order) or the annotation file's own ids (dataset); auto takes the one the ids "
+        "fit and refuses when they fit both and the two differ",
+    )
+    parser.add_argument(
         "--out",
         metavar="DETECTIONS.json",
         help="with CONFIG: where to write the detections (default: beside the checkpoint, "
@@ -101,6 +109,14 @@ def _evaluate_results(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
+        if cfg.format == "coco":
+            from liafkd.data.formats.coco import dataset_category_ids
+            from liafkd.evaluation.coco import to_class_order
+
+            ids = dataset_category_ids(cfg)
+            detections, used = to_class_order(detections, ids, index.class_names, args.category_ids)
+            if used == "dataset":
+                print(f"{args.results}: category ids read as the annotation file's own ids")
         metrics = evaluate_coco(index, detections)
     except ValueError as e:
         print(f"error: {args.results}: {e}", file=sys.stderr)

@@ -36,6 +36,19 @@ def load_indices(cfg: ExperimentConfig) -> tuple[DatasetIndex, DatasetIndex]:
     from liafkd.data.formats import DatasetError
 
     train = load_index(cfg.data.train, "data.train")
+    if not any(r.num_instances for r in train.records):
+        ds = cfg.data.train
+        unknown = sum(p.kind == "unknown_class" for p in train.problems)
+        hint = (
+            f"; {unknown} object(s) of other classes were left out (data.train.classes, class_map)"
+            if unknown
+            else ""
+        )
+        raise DatasetError(
+            f"data.train: none of the {len(train.records)} image(s) at {ds.root} (split "
+            f"{ds.split}) has an object of the classes {train.class_names}{hint}; a detector "
+            "cannot learn from negatives alone"
+        )
     val = load_index(cfg.data.val, "data.val")
     if train.class_names != val.class_names:
         raise DatasetError(

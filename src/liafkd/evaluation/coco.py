@@ -128,6 +128,48 @@ def evaluate_coco(
     return metrics
 
 
+def to_class_order(
+    detections: list[dict[str, Any]],
+    dataset_ids: dict[int, str],
+    class_names: list[str],
+    mode: str = "auto",
+) -> tuple[list[dict[str, Any]], str]:
+    """Results whose category ids follow the annotation file's own ids (as pycocotools
+    users write them) translated to liafkd's 1-based class order; returns the results
+    and the convention used ("order" or "dataset"). `mode` "auto" picks the one
+    convention the ids fit; ValueError when they fit both and the two differ, or when
+    a dataset id names no class of the dataset."""
+    order = {i + 1: name for i, name in enumerate(class_names)}
+    by_name = {name: i + 1 for i, name in enumerate(class_names)}
+    dataset = {cid: name for cid, name in dataset_ids.items() if name in by_name}
+    ids = {d.get("category_id") for d in detections if isinstance(d, dict)}
+    if mode == "auto":
+        if not dataset or all(by_name[name] == cid for cid, name in dataset.items()):
+            return detections, "order"  # the same ids either way
+        fits_order, fits_dataset = ids <= set(order), ids <= set(dataset)
+        if fits_order and fits_dataset:
+            differ = next(
+                f"annotation id {cid} is {name}, class order {cid} is {order.get(cid)}"
+                for cid, name in sorted(dataset.items())
+                if order.get(cid) != name
+            )
+            raise ValueError(
+                "the category ids fit both the annotation file's ids and liafkd's class "
+                f"order, which differ ({differ}); say which with --category-ids dataset|order"
+            )
+        mode = "dataset" if fits_dataset else "order"
+    if mode == "order":
+        return detections, "order"
+    unknown = sorted(i for i in ids if i not in dataset)
+    if unknown:
+        raise ValueError(
+            f"category_id {unknown[0]!r} is not an id of the annotation file's classes "
+            f"{sorted(dataset)}"
+        )
+    translated = [{**d, "category_id": by_name[dataset[d["category_id"]]]} for d in detections]
+    return translated, "dataset"
+
+
 def load_detections(path: str | Path) -> list[dict[str, Any]]:
     """A COCO results file (a JSON list); ValueError naming the file when it is not."""
     path = Path(path)

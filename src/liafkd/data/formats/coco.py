@@ -203,3 +203,15 @@ def read_coco(cfg: DatasetConfig) -> DatasetIndex:
     class_names = cfg.classes or mapped_names((categories[k] for k in sorted(categories)), cfg)
     attr_names = [name for name in ATTR_DTYPES if name in seen_attrs]
     return assemble_index(list(images.values()), class_names, cfg, attr_names, problems)
+
+
+def dataset_category_ids(cfg: DatasetConfig) -> dict[int, str]:
+    """The annotation file's own category ids -> class names (after `class_map`), for
+    results files that use them; {} when the file has none readable."""
+    path = resolve_under_root(cfg, cfg.ann_file or "")
+    problems: list[Problem] = []
+    data = _load_json(path, problems) if path.is_file() else None
+    if data is None:
+        return {}
+    categories = _read_categories(_section(data, "categories", path, problems), path, problems)
+    return {cid: cfg.class_map.get(name, name) for cid, name in categories.items()}

@@ -9,7 +9,7 @@ class names) and hands them to `assemble_index`, which applies `class_map`,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,13 +146,27 @@ def read_text_lines(path: Path, problems: list[Problem]) -> list[str] | None:
         return None
 
 
-def read_split_stems(split_file: Path) -> list[str]:
-    """First token of each non-empty line (VOC also allows `stem  1` lines)."""
+def read_split_stems(split_file: Path, exists: Callable[[str], bool] | None = None) -> list[str]:
+    """The file name stem of each non-empty line. A line may hold a name with spaces,
+    or a name and a flag (VOC's `stem  1`): the candidates are the whole line, the line
+    without a trailing integer flag, then its first token; the first for which
+    `exists` holds is taken, else the whole line (so a missing file is reported under
+    its full name, not a piece of it)."""
     stems = []
     for line in split_file.read_text().splitlines():
-        fields = line.split()
-        if fields:
-            stems.append(fields[0])
+        text = line.strip()
+        fields = text.split()
+        if not fields:
+            continue
+        candidates = [text]
+        if len(fields) > 1 and fields[-1].lstrip("+-").isdigit():
+            candidates.append(text.rsplit(None, 1)[0].strip())
+        candidates.append(fields[0])
+        if exists is None:
+            # without a way to tell, a flag is a flag and a name with spaces stays whole
+            stems.append(candidates[1] if len(candidates) == 3 else text)
+            continue
+        stems.append(next((c for c in candidates if exists(c)), text))
     return stems
 
 

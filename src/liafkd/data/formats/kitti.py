@@ -122,8 +122,11 @@ def parse_kitti_label_file(path: str | Path) -> KittiObjects:
     return _stack(lines, with_score=bool(lines) and lines[0].score is not None)
 
 
-def _read_objects(label_path: Path, problems: list[Problem]) -> list[RawObject]:
+def _read_objects(label_path: Path, problems: list[Problem]) -> list[RawObject] | None:
+    """The file's objects; None (the image dropped, reported) when it has lines and
+    every one is malformed: kept, its objects would train as background."""
     objects = []
+    malformed = 0
     for line_number, text in enumerate(read_text_lines(label_path, problems) or [], start=1):
         if not text.strip():
             continue
@@ -132,17 +135,25 @@ def _read_objects(label_path: Path, problems: list[Problem]) -> list[RawObject]:
             line = parse_kitti_line(text)
         except ValueError as e:
             problems.append(Problem("malformed_line", location, str(e), dropped=True))
+            malformed += 1
             continue
         x1, y1, x2, y2 = line.values[3:7]
         attrs = {"truncated": line.values[0], "occluded": line.values[1], "alpha": line.values[2]}
         objects.append(RawObject(line.type_name, (x1, y1, x2, y2), location, attrs))
+    if malformed and not objects:
+        message = (
+            f"every label line ({malformed}) is malformed: image dropped (kept, its "
+            "objects would train as background)"
+        )
+        problems.append(Problem("unusable_labels", str(label_path), message, dropped=True))
+        return None
     return objects
 
 
 def _stems(root: Path, split: str, label_dir: Path) -> list[str]:
     split_file = root / "ImageSets" / f"{split}.txt"
     if split_file.is_file():
-        return read_split_stems(split_file)
+        return read_split_stems(split_file, lambda stem: (label_dir / f"{stem}.txt").is_file())
     return sorted(p.stem for p in label_dir.glob("*.txt"))
 
 
@@ -164,6 +175,8 @@ def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
         if size is None:
             continue
         objects = _read_objects(label_path, problems)
+        if objects is None:
+            continue
         # numeric KITTI stems are the image ids, so result files keep the stems' names
         image_id = int(stem) if stem.isdigit() else None
         raw_images.append(

@@ -32,7 +32,8 @@ def _split_stems(root: Path, split: str) -> list[str]:
         folder = split_file.parent
         available = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
         raise DatasetError(f"{split_file}: split file not found (available: {available})")
-    return read_split_stems(split_file)
+    annotations = root / "Annotations"
+    return read_split_stems(split_file, lambda stem: (annotations / f"{stem}.xml").is_file())
 
 
 def _text(element: ET.Element, path: str) -> str:
