@@ -120,3 +120,13 @@ def test_eval_writes_beside_the_checkpoint_not_into_the_configs_run(tiny_config,
         main(["eval", str(mine), "--checkpoint", str(ckpt), "--out", str(tmp_path / "d.json")]) == 0
     )
     assert (tmp_path / "d.json").is_file()
+
+
+def test_demo_refuses_a_folder_holding_an_earlier_demo(tmp_path, capsys):
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "final.pt").write_bytes(b"a finished teacher")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} holds an earlier demo's runs (teacher)" in err
+    assert (tmp_path / "teacher" / "final.pt").read_bytes() == b"a finished teacher"
+    assert not (tmp_path / "configs").exists()

@@ -66,6 +66,18 @@ def experiment(name: str, out: Path, model: dict, args: argparse.Namespace) -> d
     }
 
 
+def refuse_earlier_demo(out: Path) -> None:
+    """A finished (or partial) demo is never overwritten, nor mixed with a new one."""
+    from liafkd.engine.rundir import RunDirError, run_files
+
+    held = [name for name in ("teacher", "student_none", "student_liaf") if run_files(out / name)]
+    if held:
+        raise RunDirError(
+            f"{out} holds an earlier demo's runs ({', '.join(held)}); choose another --out, "
+            "or delete that folder first"
+        )
+
+
 def write_config(raw: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{raw['name']}.yaml"
@@ -80,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     apply_threads(args.threads)
     out = Path(args.out).resolve()
+    refuse_earlier_demo(out)
     configs = out / "configs"
     tic = time.perf_counter()
     teacher_cfg = write_config(experiment("teacher", out, TEACHER_MODEL, args), configs)
