@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from liafkd import __version__
 from liafkd.config import AugmentConfig, ModelConfig
 from liafkd.engine.checkpoint import CheckpointError, load_checkpoint, load_state_dict_reporting
 from liafkd.models.assigner import make_points
@@ -183,7 +184,31 @@ def postprocess(
     """Detections per image from `DenseStudent` outputs for a batch of padded size
     `input_size` (h, w); `image_sizes` are the images' valid (h, w) before padding.
     Gives what `GFL.predict(images, image_sizes)` gives (up to the order of equal scores)."""
-    counts = level_counts(input_size, model_cfg.strides)
+    return postprocess_dense(
+        scores,
+        boxes,
+        input_size,
+        image_sizes,
+        strides=model_cfg.strides,
+        score_thr=model_cfg.score_thr,
+        nms_iou=model_cfg.nms_iou,
+        max_dets=model_cfg.max_dets,
+    )
+
+
+def postprocess_dense(
+    scores: Tensor,
+    boxes: Tensor,
+    input_size: tuple[int, int],
+    image_sizes: Sequence[tuple[int, int]],
+    strides: Sequence[int],
+    score_thr: float,
+    nms_iou: float,
+    max_dets: int,
+    pre_nms_topk: int = PRE_NMS_TOPK,
+) -> list[dict[str, Tensor]]:
+    """`postprocess` from the numbers alone (as an export's metadata records them)."""
+    counts = level_counts(input_size, strides)
     if sum(counts) != scores.shape[1]:
         raise ValueError(
             f"{scores.shape[1]} locations, but a {input_size[0]}x{input_size[1]} input has "
@@ -195,9 +220,10 @@ def postprocess(
             image_scores.split(counts),
             image_boxes.split(counts),
             size,
-            model_cfg.score_thr,
-            model_cfg.nms_iou,
-            model_cfg.max_dets,
+            score_thr,
+            nms_iou,
+            max_dets,
+            pre_nms_topk,
         )
         detections.append(dict(zip(("boxes", "scores", "labels"), picked, strict=True)))
     return detections
@@ -263,8 +289,11 @@ def export_student(
     score_thr: float | None = None,
 ) -> dict[str, Any]:
     """Write the student of `checkpoint` to `out` and its description (classes, inputs,
-    outputs, preprocessing) to `out` + ".json"; returns the description. `score_thr`
-    replaces the model's score threshold in the post-processing inside the graph."""
+    outputs, preprocessing, post-processing) to `out` + ".json" and, for ONNX, into the
+    model's own metadata (`metadata_props["liafkd"]`, JSON), so that the file alone is
+    enough to decode its outputs (`liafkd predict model.onnx`, or plain onnxruntime);
+    returns the description. `score_thr` replaces the model's score threshold in the
+    post-processing (inside the graph with NMS inside, in the description otherwise)."""
     detector, meta = load_student(checkpoint, score_thr)
     out = Path(out)
     if nms == "inside":
@@ -288,6 +317,8 @@ def export_student(
     description = {
         "format": fmt,
         "nms": nms,
+        "liafkd_version": __version__,
+        "model_type": cfg.type,
         "checkpoint": str(checkpoint),
         "class_names": list(meta["class_names"]),
         "input": "images [1 if nms inside else B, 3, H, W] float32 RGB, resized keeping the "
@@ -297,13 +328,20 @@ def export_student(
         "preprocess": aug.model_dump(
             mode="json", include={"image_size", "mean", "std", "size_divisor"}
         ),
+        "input_size_exported": [height, width],
         "postprocess": {
             "score_thr": cfg.score_thr,
             "nms_iou": cfg.nms_iou,
             "max_dets": cfg.max_dets,
             "pre_nms_topk_per_level": PRE_NMS_TOPK,
             "strides": list(cfg.strides),
+            "reg_max": cfg.reg_max,
+            "boxes_decoded_in_graph": True,
         },
     }
     Path(f"{out}.json").write_text(json.dumps(description, indent=2))
+    if fmt == "onnx":
+        from liafkd.onnx_model import write_onnx_metadata
+
+        write_onnx_metadata(out, description)
     return description

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "[B,3,H,W] -> scores [B,L,K], boxes [B,L,4] before NMS (post-process with "
         "liafkd.export.postprocess or your own code); `--nms inside` gives one image "
         "[1,3,H,W] -> boxes [N,4], scores [N], labels [N] after threshold and NMS. "
-        "A description (classes, preprocessing, outputs) is written beside it as OUT.json.",
+        "A description (classes, preprocessing, outputs, post-processing) is written beside "
+        "it as OUT.json and, for ONNX, into the model's own metadata_props['liafkd'] (JSON), "
+        "so `liafkd predict OUT.onnx` and plain onnxruntime need nothing else.",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="a liafkd checkpoint")
     p.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", dest="fmt")

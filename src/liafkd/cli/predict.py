@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict",
         help="detect objects in image files with a trained model",
-        description="Run the model of a liafkd checkpoint on images (files, or folders: "
+        description="Run the model of a liafkd checkpoint, or an ONNX model written by "
+        "`liafkd export` (run by onnxruntime; the post-processing and preprocessing come "
+        "from the file's own metadata, no config needed), on images (files, or folders: "
         "their image files, sorted by name) with the evaluation preprocessing. "
         "--format coco (default) writes COCO results JSON (category_id = class index + 1; "
         "image_id = the file stem's number when every stem is a distinct number, as the "
@@ -30,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format kitti writes one "
         "KITTI result file per image, named after the image's file stem.",
     )
-    p.add_argument("checkpoint", metavar="CKPT", help="a liafkd checkpoint (final.pt, best.pt)")
+    p.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help="a liafkd checkpoint (final.pt, best.pt) or an exported MODEL.onnx",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
     p.add_argument("--format", choices=["coco", "kitti"], default="coco", dest="fmt")
     p.add_argument(
@@ -165,14 +171,25 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         print(f"error: none of the {len(files)} image(s) could be read", file=sys.stderr)
         return 2
-    detector, meta = load_student(args.checkpoint, args.score_thr)
+    if Path(args.checkpoint).suffix.lower() == ".onnx":
+        from liafkd.onnx_model import load_onnx_detector
+
+        detector, meta = load_onnx_detector(args.checkpoint, args.score_thr, args.threads)
+    else:
+        detector, meta = load_student(args.checkpoint, args.score_thr)
     class_names = list(meta["class_names"])
     aug = preprocessing(args.config, meta)
     device = resolve_device(args.device)
     index = DatasetIndex(records, class_names)
     try:
         dets = predict_dataset(
-            detector.to(device), index, aug, device, args.batch_size, drop_unreadable=True
+            detector.to(device),
+            index,
+            aug,
+            device,
+            args.batch_size,
+            drop_unreadable=True,
+            desc="predict",
         )
     except DataLoadError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ def predict_dataset(
     batch_size: int = 8,
     progress: bool = True,
     drop_unreadable: bool = False,
+    desc: str = "eval",
 ) -> dict[int, dict[str, torch.Tensor]]:
     """Detections per image id, boxes in the original image's pixels (xyxy). Under
     torchrun each process predicts its own whole batches and every process gets all
@@ -47,7 +48,7 @@ def predict_dataset(
     was_training = detector.training
     detector.eval()
     results: dict[int, dict[str, torch.Tensor]] = {}
-    for images, targets, sizes in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for images, targets, sizes in tqdm(loader, desc=desc, leave=False, disable=not progress):
         for message in getattr(targets, "dropped", ()):
             print(f"skipped an unreadable image: {message}", file=sys.stderr)
         if not targets:
