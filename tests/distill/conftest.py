@@ -81,11 +81,19 @@ def fake_inputs(
 
     if teacher_loss is None:
         teacher_loss = torch.rand(n, generator=gen) * 2
-    state = lambda loss: InstanceState(  # noqa: E731
-        loss=torch.as_tensor(loss, dtype=torch.float32),
-        quality=torch.rand(n, generator=gen),
-        num_pos=torch.ones(n, dtype=torch.int64),
-    )
+
+    def state(loss) -> InstanceState:
+        """Each instance's loss on level 0, where its one assigned location is."""
+        loss = torch.as_tensor(loss, dtype=torch.float32)
+        level_loss = torch.zeros(n, len(strides))
+        level_loss[:, 0] = loss
+        return InstanceState(
+            loss=loss,
+            quality=torch.rand(n, generator=gen),
+            num_pos=torch.ones(n, dtype=torch.int64),
+            level_loss=level_loss,
+        )
+
     return DistillInputs(
         images_shape=tuple(images_shape),
         targets=targets,

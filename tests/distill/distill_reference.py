@@ -23,6 +23,28 @@ def cell_mask(box, stride, height, width):
     return mask
 
 
+def fgd_mask(box, image_shape, height, width):
+    """FGD's official rule: the box scaled by (feature size / image size), rows
+    floor(y1')..ceil(y2') and columns floor(x1')..ceil(x2') both included (clipped to
+    the grid), each at 1 / (rows * columns) counted from the unclipped integer bounds."""
+    x1, y1, x2, y2 = box
+    img_h, img_w = image_shape
+    x_min, x_max = math.floor(x1 / img_w * width), math.ceil(x2 / img_w * width)
+    y_min, y_max = math.floor(y1 / img_h * height), math.ceil(y2 / img_h * height)
+    area = 1.0 / ((y_max + 1 - y_min) * (x_max + 1 - x_min))
+    mask = [[0.0] * width for _ in range(height)]
+    for y in range(max(y_min, 0), min(y_max + 1, height)):
+        for x in range(max(x_min, 0), min(x_max + 1, width)):
+            mask[y][x] = area
+    return mask
+
+
+def box_mask(box, stride, height, width, image_shape, rule):
+    if rule == "fgd":
+        return fgd_mask(box, image_shape, height, width)
+    return cell_mask(box, stride, height, width)
+
+
 def softmax(values):
     top = max(values)
     exps = [math.exp(v - top) for v in values]
@@ -63,8 +85,9 @@ def weighted_error(student, teacher, tau):
     ]
 
 
-def focal_terms(inputs, tau=0.5):
-    """(fg, bg, per_instance) of FGD-style imitation, by loops over levels/images/cells."""
+def focal_terms(inputs, tau=0.5, rule="fgd"):
+    """(fg, bg, per_instance) of FGD-style imitation, by loops over levels/images/cells,
+    with masks under `rule` (fgd: FGD's official rule; center: the cell-centre rule)."""
     fg = bg = 0.0
     n_total = sum(len(t["boxes"]) for t in inputs.targets)
     per_instance = [0.0] * n_total
@@ -76,7 +99,10 @@ def focal_terms(inputs, tau=0.5):
         n = 0
         for b in range(batch):
             err = weighted_error(s_feat[b].tolist(), t_feat[b].tolist(), tau)
-            masks = [cell_mask(box, stride, h, w) for box in inputs.targets[b]["boxes"].tolist()]
+            masks = [
+                box_mask(box, stride, h, w, inputs.images_shape, rule)
+                for box in inputs.targets[b]["boxes"].tolist()
+            ]
             for m in masks:
                 per_instance[n] += sum(m[y][x] * err[y][x] for y in range(h) for x in range(w))
                 n += 1

@@ -1,11 +1,13 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 from distill_reference import focal_terms
 
-from liafkd.distill.aid import AID, teacher_trust_weights
+from liafkd.distill.aid import AID, AIDInstance, teacher_trust_weights
 from liafkd.distill.base import DistillInputs
+from liafkd.distill.fgd import FGD
 from liafkd.distill.ld import LocalizationDistillation
 from liafkd.models.outputs import AssignResult, HeadOutputs
 
@@ -29,9 +31,9 @@ def test_aid_unassigned_instance_gets_neutral_loss():
     assert teacher_trust_weights(torch.zeros(0), torch.zeros(0), 1.0).numel() == 0
 
 
-def test_aid_golden_fg(make_inputs):
+def test_aid_instance_golden_fg(make_inputs):
     inputs = make_inputs(teacher_loss=[0.5, 1.5, 0.2])
-    losses = AID(4, 2, alpha_fg=1.0, weight_temperature=2.0)(inputs)
+    losses = AIDInstance(4, 2, alpha_fg=1.0, weight_temperature=2.0)(inputs)
     _, _, per_instance = focal_terms(inputs)
     exps = [math.exp(-v / 2.0) for v in (0.5, 1.5, 0.2)]
     weights = [3 * e / sum(exps) for e in exps]
@@ -39,8 +41,8 @@ def test_aid_golden_fg(make_inputs):
     assert losses["loss_aid_fg"].item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_aid_records_and_stats(make_inputs):
-    method = AID(4, 2)
+def test_aid_instance_records_and_stats(make_inputs):
+    method = AIDInstance(4, 2)
     method(make_inputs(teacher_loss=[0.5, 1.5, 0.2]))
     records = method.instance_records()
     assert [r["image"] for r in records] == [0, 0, 1]
@@ -53,10 +55,43 @@ def test_aid_records_and_stats(make_inputs):
     assert method.stats() == {}
 
 
-def test_aid_without_instances(make_inputs):
-    losses = AID(4, 2)(make_inputs(boxes_per_image=[[], []], teacher_loss=[]))
+@pytest.mark.parametrize("method", [AID, AIDInstance])
+def test_aid_without_instances(make_inputs, method):
+    losses = method(4, 2)(make_inputs(boxes_per_image=[[], []], teacher_loss=[]))
     assert losses["loss_aid_fg"].item() == 0.0
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def _level_fg(inputs, level):
+    """FGD's fg term of one level alone (the loop reference on that level)."""
+    one_level = dataclasses.replace(
+        inputs,
+        teacher_feats=inputs.teacher_feats[level : level + 1],
+        student_feats=inputs.student_feats[level : level + 1],
+        strides=inputs.strides[level : level + 1],
+    )
+    return focal_terms(one_level)[0]
+
+
+def test_aid_as_authored_per_level_unnormalised_weights(make_inputs):
+    # the fixture puts each instance's teacher loss on level 0, one location each:
+    # L_T,0 = (0.5 + 1.5 + 0.2) / 3 positives, L_T,1 = 0
+    inputs = make_inputs(teacher_loss=[0.5, 1.5, 0.2])
+    losses = AID(4, 2, alpha_fg=1.0)(inputs)
+    w0, w1 = math.exp(-0.1 * 2.2 / 3), 1.0
+    expected = w0 * _level_fg(inputs, 0) + w1 * _level_fg(inputs, 1)
+    assert losses["loss_aid_fg"].item() == pytest.approx(expected, rel=1e-5)
+    # not normalised: weights stay in (0, 1], so AID is FGD's fg damped where the teacher errs
+    fgd = FGD(4, 2, alpha_fg=1.0)(inputs)["loss_fgd_fg"].item()
+    assert losses["loss_aid_fg"].item() < fgd
+    perfect_teacher = make_inputs(teacher_loss=[0.0, 0.0, 0.0])
+    assert AID(4, 2, alpha_fg=1.0)(perfect_teacher)["loss_aid_fg"].item() == pytest.approx(
+        FGD(4, 2, alpha_fg=1.0)(perfect_teacher)["loss_fgd_fg"].item(), rel=1e-6
+    )
+    stats = AID(4, 2)
+    stats(inputs)
+    assert stats.stats()["weight_max"] <= 1.0
+    assert stats.stats()["weight_min"] >= w0 - 1e-6
 
 
 def _ld_inputs(student_box, teacher_box, cls, gt_index):

@@ -24,6 +24,19 @@ def test_fgd_golden_values(make_inputs):
     )
 
 
+def test_fgd_masks_follow_fgds_rule_by_default_center_on_request(make_inputs):
+    inputs = make_inputs()
+    fgd_rule = FGD(4, 2, alpha_fg=1.0, beta_bg=1.0)(inputs)
+    center = FGD(4, 2, alpha_fg=1.0, beta_bg=1.0, mask_rule="center")(inputs)
+    fg, bg, _ = focal_terms(inputs, rule="fgd")
+    fg_center, bg_center, _ = focal_terms(inputs, rule="center")
+    assert fgd_rule["loss_fgd_fg"].item() == pytest.approx(fg, rel=1e-5)
+    assert fgd_rule["loss_fgd_bg"].item() == pytest.approx(bg, rel=1e-5)
+    assert center["loss_fgd_fg"].item() == pytest.approx(fg_center, rel=1e-5)
+    assert center["loss_fgd_bg"].item() == pytest.approx(bg_center, rel=1e-5)
+    assert fg != pytest.approx(fg_center, rel=1e-3)
+
+
 def test_fgd_paper_defaults_and_no_global_when_lambda_zero(make_inputs):
     method = FGD(4, 2)
     assert (method.alpha_fg, method.beta_bg, method.gamma_att, method.lambda_global) == (

@@ -56,16 +56,35 @@ def test_entropy_term_known_distribution():
     assert entropy_term(torch.zeros(4), 1.0).item() == pytest.approx(-math.log(4))
 
 
+STRIDES = [8, 16, 32, 64, 128]
+COCO_INPUT = (800, 1333)
+
+
+def _square_boxes(sides: list[float]) -> torch.Tensor:
+    side = torch.tensor(sides)
+    return torch.stack([torch.zeros_like(side), torch.zeros_like(side), side, side], dim=1)
+
+
 def test_fpn_level_mapping():
-    sides = torch.tensor([50.0, 224.0, 448.0, 2000.0])
-    boxes = torch.stack([torch.zeros(4), torch.zeros(4), sides, sides], dim=1)
-    assert assign_fpn_levels(boxes, [8, 16, 32, 64, 128]).tolist() == [0, 1, 2, 4]
-    assert assign_fpn_levels(boxes, [8, 16, 32, 64, 128], canonical_size=56).tolist() == [
+    boxes = _square_boxes([50.0, 224.0, 448.0, 2000.0])
+    assert assign_fpn_levels(boxes, STRIDES, COCO_INPUT).tolist() == [0, 1, 2, 4]
+    assert assign_fpn_levels(boxes, STRIDES, COCO_INPUT, canonical_size=56).tolist() == [
         0,
         3,
         4,
         4,
     ]
+
+
+def test_fpn_level_mapping_scales_with_the_input_size():
+    # the same scene at 1/4 of the side: every box keeps its level
+    boxes = _square_boxes([50.0, 224.0, 448.0, 2000.0])
+    small = assign_fpn_levels(boxes / 4, STRIDES, (200, 333.25))
+    assert small.tolist() == assign_fpn_levels(boxes, STRIDES, COCO_INPUT).tolist()
+    # synthetic 192x320 inputs with objects of 12-100 pixels: no longer all on P3
+    synthetic = assign_fpn_levels(_square_boxes([12.0, 30.0, 60.0, 100.0]), STRIDES, (192, 320))
+    assert synthetic.tolist() == [0, 0, 1, 1]
+    assert synthetic.unique().numel() > 1
 
 
 def test_roi_descriptor_of_linear_ramp():
@@ -83,10 +102,11 @@ def test_descriptors_and_zero_init_selector(make_inputs):
     desc = build_descriptors(inputs)
     assert desc.teacher.shape == (3, 4) and desc.signals.shape == (3, NUM_SIGNALS)
     assert not desc.teacher.requires_grad and not desc.student.requires_grad
-    # box 1 of image 0 is 24 x 24 in a 32 x 48 image, level 0 of 2
+    # box 1 of image 0 is 24 x 24 in a 32 x 48 image; every box spans a third of the
+    # image or more, so the input-scaled level mapping puts them on the coarser level
     assert desc.signals[1, 5].item() == pytest.approx(math.log(24 * 24 / (32 * 48)))
     assert desc.signals[1, 6].item() == pytest.approx(0.0)
-    assert desc.signals[:, 7].tolist() == [0.0, 0.0, 0.0]
+    assert desc.signals[:, 7].tolist() == [1.0, 1.0, 1.0]
     assert desc.signals[:, 4].tolist() == pytest.approx(
         torch.log1p(inputs.teacher_instances.loss).tolist()
     )

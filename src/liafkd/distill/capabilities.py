@@ -22,6 +22,7 @@ METHOD_REQUIREMENTS: dict[str, frozenset[str]] = {
     "fgd": FEATURES,
     "pkd": FEATURES,
     "aid": INSTANCE_FEATURES,
+    "aid-instance": INSTANCE_FEATURES,
     "liaf": INSTANCE_FEATURES,
     "ld": LD,
     "liaf+ld": INSTANCE_FEATURES | LD,

@@ -1,17 +1,17 @@
 """The `distill:` block of an experiment config.
 
     distill:
-      method: liaf            # none | mimic | fgd | aid | ld | pkd | crosskd | crosskd+pkd
-                              # | liaf | liaf+ld | liaf+crosskd
+      method: liaf            # none | mimic | fgd | aid | aid-instance | ld | pkd | crosskd
+                              # | crosskd+pkd | liaf | liaf+ld | liaf+crosskd
       teacher: {config: teacher.yaml, checkpoint: teacher.pth}
       inherit: false          # true: student neck + head start from the teacher's weights
       feature_norm: teacher_rms   # teacher_rms | none: imitate features / teacher's RMS
       adapter: auto           # auto: 1x1 adapters only where the widths differ | always
       liaf: {alpha_fg: 0.001, selector: {objective: joint, lam: 0.5}}
 
-Only the block of the chosen method is used (`liaf+ld` uses `liaf` and `ld`,
-`crosskd+pkd` uses `crosskd` and `pkd`); every block has defaults. Unknown keys fail
-with their full path, e.g.
+Only the block of the chosen method is used (`aid-instance` uses `aid`, `liaf+ld` uses
+`liaf` and `ld`, `crosskd+pkd` uses `crosskd` and `pkd`); every block has defaults.
+Unknown keys fail with their full path, e.g.
 `exp.yaml: distill.liaf.selector.lamb: unknown key (did you mean 'distill.liaf.selector.lam'?)`.
 """
 
@@ -29,6 +29,7 @@ MethodName = Literal[
     "mimic",
     "fgd",
     "aid",
+    "aid-instance",
     "ld",
     "pkd",
     "crosskd",
@@ -73,10 +74,16 @@ class FGDConfig(StrictModel):
     lambda_global: float = Field(default=5e-6, ge=0)
     temperature: float = Field(default=0.5, gt=0)
     gaussian_masks: bool = False
+    # fgd: FGD's official rule (floor/ceil, inclusive, 1/(h*w) from the integer bounds);
+    # center: cells whose centre lies in the box, each mask summing to 1 (masks.py)
+    mask_rule: Literal["fgd", "center"] = "fgd"
 
 
 class AIDConfig(FGDConfig):
-    weight_temperature: float = Field(default=1.0, gt=0)  # T in w = N softmax(-L_T / T)
+    """`aid` and `aid-instance` (aid.py)."""
+
+    loss_scale: float = Field(default=0.1, ge=0)  # aid: w_l = exp(-loss_scale * L_T,l)
+    weight_temperature: float = Field(default=1.0, gt=0)  # aid-instance: N softmax(-L_T / T)
 
 
 class LDConfig(StrictModel):
@@ -115,7 +122,9 @@ class SelectorConfig(StrictModel):
     grl_scale: float = Field(default=1.0, ge=0)  # adversarial: reversed-gradient scale
     align_weight: float = Field(default=1.0, ge=0)  # aligned: weight of the ranking loss
     align_tau: float = Field(default=1.0, gt=0)  # aligned: temperature on standardised r
-    canonical_size: float = Field(default=224.0, gt=0)  # FPN level mapper's box size
+    # FPN level mapper: the box side that maps to P4 at an 800x1333 input; scaled by
+    # sqrt(input area / (800 * 1333)) for other input sizes (selector.py)
+    canonical_size: float = Field(default=224.0, gt=0)
     roi_size: int = Field(default=7, ge=1)
 
 
@@ -126,6 +135,7 @@ class LIAFConfig(StrictModel):
     delta_global: float = Field(default=0.0, ge=0)
     temperature: float = Field(default=0.5, gt=0)
     gaussian_masks: bool = False
+    mask_rule: Literal["fgd", "center"] = "fgd"  # as FGD's (FGDConfig)
     selector: SelectorConfig = Field(default_factory=SelectorConfig)
 
 

@@ -160,7 +160,10 @@ class Distiller(nn.Module):
 
 def _detached_state(state: InstanceState) -> InstanceState:
     return InstanceState(
-        loss=state.loss.detach(), quality=state.quality.detach(), num_pos=state.num_pos
+        loss=state.loss.detach(),
+        quality=state.quality.detach(),
+        num_pos=state.num_pos,
+        level_loss=state.level_loss.detach(),
     )
 
 

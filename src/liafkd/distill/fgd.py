@@ -9,7 +9,8 @@ E_l(b, x, y) = A_sp(b, x, y) * sum_c A_ch(b, c) * (F_T - F_S)^2(b, c, x, y):
   glb = sum_l |GcBlock_S(F_S) - GcBlock_T(F_T)|^2 / B
   L = alpha * fg + beta * bg + gamma * att + lambda * glb
 Defaults are FGD's RetinaNet/GFL settings (alpha 1e-3, beta 5e-4, gamma 5e-4,
-lambda 5e-6, tau 0.5). One GcBlock pair per level, trained with the student.
+lambda 5e-6, tau 0.5) and FGD's mask rule (`mask_rule` "fgd", masks.py; "center" is the
+cell-centre rule used before). One GcBlock pair per level, trained with the student.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from liafkd.distill.attention import (
     spatial_attention,
 )
 from liafkd.distill.base import DistillInputs, DistillMethod
-from liafkd.distill.masks import LevelMasks, level_masks
+from liafkd.distill.masks import LevelMasks, MaskRule, level_masks
 
 
 def imitation_errors(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
@@ -36,11 +37,23 @@ def imitation_errors(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
     return (sq * a_ch[:, :, None, None]).sum(dim=1) * a_sp
 
 
-def build_level_masks(inputs: DistillInputs, gaussian: bool) -> list[LevelMasks]:
+def build_level_masks(
+    inputs: DistillInputs, gaussian: bool, rule: MaskRule = "fgd"
+) -> list[LevelMasks]:
     boxes = inputs.all_boxes()
     image_index = inputs.image_index()
     return [
-        level_masks(boxes, image_index, inputs.batch_size, stride, f.shape[2], f.shape[3], gaussian)
+        level_masks(
+            boxes,
+            image_index,
+            inputs.batch_size,
+            stride,
+            f.shape[2],
+            f.shape[3],
+            gaussian,
+            rule,
+            inputs.images_shape,
+        )
         for f, stride in zip(inputs.teacher_feats, inputs.strides, strict=True)
     ]
 
@@ -74,10 +87,12 @@ class FocalImitation(DistillMethod):
         temperature: float = 0.5,
         gaussian_masks: bool = False,
         use_global: bool = True,
+        mask_rule: MaskRule = "fgd",
     ) -> None:
         super().__init__()
         self.temperature = temperature
         self.gaussian_masks = gaussian_masks
+        self.mask_rule = mask_rule
         self.relations_student: nn.ModuleList | None = None
         self.relations_teacher: nn.ModuleList | None = None
         if use_global:
@@ -87,6 +102,9 @@ class FocalImitation(DistillMethod):
             self.relations_teacher = nn.ModuleList(
                 GlobalRelation(channels) for _ in range(num_levels)
             )
+
+    def masks(self, inputs: DistillInputs) -> list[LevelMasks]:
+        return build_level_masks(inputs, self.gaussian_masks, self.mask_rule)
 
     def level_errors(self, inputs: DistillInputs) -> list[Tensor]:
         return [
@@ -126,15 +144,18 @@ class FGD(FocalImitation):
         lambda_global: float = 5e-6,
         temperature: float = 0.5,
         gaussian_masks: bool = False,
+        mask_rule: MaskRule = "fgd",
     ) -> None:
-        super().__init__(channels, num_levels, temperature, gaussian_masks, lambda_global > 0)
+        super().__init__(
+            channels, num_levels, temperature, gaussian_masks, lambda_global > 0, mask_rule
+        )
         self.alpha_fg = alpha_fg
         self.beta_bg = beta_bg
         self.gamma_att = gamma_att
         self.lambda_global = lambda_global
 
     def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
-        masks = build_level_masks(inputs, self.gaussian_masks)
+        masks = self.masks(inputs)
         fg, bg = fg_bg_losses(self.level_errors(inputs), masks, inputs.batch_size)
         losses = {
             "loss_fgd_fg": self.alpha_fg * fg,

@@ -27,9 +27,9 @@ from torch import Tensor
 
 from liafkd.distill.base import DistillInputs, WeightLog, WeightLogged
 from liafkd.distill.crosskd import CrossKD
-from liafkd.distill.fgd import FocalImitation, build_level_masks, fg_bg_losses, instance_losses
+from liafkd.distill.fgd import FocalImitation, fg_bg_losses, instance_losses
 from liafkd.distill.ld import LocalizationDistillation
-from liafkd.distill.masks import LevelMasks
+from liafkd.distill.masks import LevelMasks, MaskRule
 from liafkd.distill.selector import (
     InstanceSelector,
     alignment_scores,
@@ -54,6 +54,7 @@ class LIAF(WeightLogged, FocalImitation):
         delta_global: float = 0.0,
         temperature: float = 0.5,
         gaussian_masks: bool = False,
+        mask_rule: MaskRule = "fgd",
         lam: float = 0.5,
         tau_w: float = 1.0,
         width: int = 64,
@@ -67,7 +68,9 @@ class LIAF(WeightLogged, FocalImitation):
         ld: LocalizationDistillation | None = None,
         crosskd: CrossKD | None = None,
     ) -> None:
-        super().__init__(channels, num_levels, temperature, gaussian_masks, delta_global > 0)
+        super().__init__(
+            channels, num_levels, temperature, gaussian_masks, delta_global > 0, mask_rule
+        )
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"selector lam must be in [0, 1], got {lam}")
         self.alpha_fg = alpha_fg
@@ -98,7 +101,7 @@ class LIAF(WeightLogged, FocalImitation):
         self.weight_log = WeightLog()
 
     def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
-        masks = build_level_masks(inputs, self.gaussian_masks)
+        masks = self.masks(inputs)
         errors = self.level_errors(inputs)
         _, bg = fg_bg_losses(errors, masks, inputs.batch_size)
         per_instance = instance_losses(errors, masks, inputs.batch_size)

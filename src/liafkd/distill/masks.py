@@ -1,23 +1,36 @@
-"""GT instance masks on an FPN level's grid.
+"""GT instance masks on an FPN level's grid, under one of two rules (`mask_rule`).
 
-Cell (x, y) of a level with stride s covers input pixels [x*s, (x+1)*s) x [y*s, (y+1)*s).
-A cell belongs to a box when its centre ((x + 0.5) * s, (y + 0.5) * s) lies in the
-half-open box [x1, x2) x [y1, y2), so two boxes that share an edge never share a
-cell. Along an axis where the box's extent contains no cell centre (thinner than a
-cell), it takes the cell holding its centre, so a tiny box covers one cell and every
-instance reaches every level. Ranges are clipped to the grid.
+`fgd` (FGD's official code, the default): the box is scaled to the level's grid by
+(feature size / padded image size) per axis; its cells run from floor(x1') to ceil(x2')
+and from floor(y1') to ceil(y2'), both ends included, clipped to the grid. Each instance
+weighs 1 / (h * w) on its cells, h = ceil(y2') + 1 - floor(y1') and
+w = ceil(x2') + 1 - floor(x1') from those integer bounds before clipping (so a box cut
+by the grid's edge sums to less than 1, as in FGD). FGD's code scales by each image's
+`img_shape`; our batches share one padded shape, which is what `image_shape` gives.
 
-Each instance's mask is scale-normalised to sum to 1 on every level: 1 / (h_il * w_il)
-over its h_il x w_il covered cells (box masks), or a Gaussian over the same cells
-divided by its sum (Gaussian masks, sigma = box side / 6, at least half a stride).
+`center` (the rule used before): cell (x, y) of a level with stride s covers input pixels
+[x*s, (x+1)*s) x [y*s, (y+1)*s) and belongs to a box when its centre
+((x + 0.5) * s, (y + 0.5) * s) lies in the half-open box [x1, x2) x [y1, y2), so two boxes
+that share an edge never share a cell. Along an axis where the box's extent contains no
+cell centre (thinner than a cell), it takes the cell holding its centre, so a tiny box
+covers one cell and every instance reaches every level. Ranges are clipped to the grid.
+Each instance's mask sums to 1: 1 / (h_il * w_il) over its h_il x w_il covered cells.
+
+Under either rule, Gaussian masks (sigma = box side / 6, at least half a stride) replace
+the box values on the same cells, divided by their sum. The foreground mask of an
+image is the max over its instances; the background mask is 1 / (number of cells no
+instance covers) on those cells.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
+
+MaskRule = Literal["fgd", "center"]
 
 
 @dataclass
@@ -81,17 +94,74 @@ def _gaussian_values(boxes: Tensor, stride: float, height: int, width: int) -> T
     return torch.exp(-0.5 * (gy[:, :, None] + gx[:, None, :]))
 
 
+def fgd_cell_bounds(
+    boxes: Tensor, image_shape: tuple[int, int], height: int, width: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """FGD's integer bounds (x_min, x_max, y_min, y_max), inclusive, before clipping:
+    floor / ceil of the box scaled by feature size / image size."""
+    boxes = boxes.float()
+    scale_x = width / image_shape[1]
+    scale_y = height / image_shape[0]
+    x_min = torch.floor(boxes[:, 0] * scale_x).long()
+    x_max = torch.ceil(boxes[:, 2] * scale_x).long()
+    y_min = torch.floor(boxes[:, 1] * scale_y).long()
+    y_max = torch.ceil(boxes[:, 3] * scale_y).long()
+    return x_min, x_max, y_min, y_max
+
+
+def fgd_regions(
+    boxes: Tensor, image_shape: tuple[int, int], height: int, width: int
+) -> tuple[Tensor, Tensor]:
+    """([N, H, W] bool cells of each box, [N] 1 / (h * w) from the unclipped bounds)."""
+    x_min, x_max, y_min, y_max = fgd_cell_bounds(boxes, image_shape, height, width)
+    xs = torch.arange(width, device=boxes.device)
+    ys = torch.arange(height, device=boxes.device)
+    in_x = (xs[None, :] >= x_min[:, None]) & (xs[None, :] <= x_max[:, None])
+    in_y = (ys[None, :] >= y_min[:, None]) & (ys[None, :] <= y_max[:, None])
+    area = 1.0 / ((y_max + 1 - y_min) * (x_max + 1 - x_min)).clamp_min(1).float()
+    return in_y[:, :, None] & in_x[:, None, :], area
+
+
 def instance_masks(
-    boxes: Tensor, stride: float, height: int, width: int, gaussian: bool = False
+    boxes: Tensor,
+    stride: float,
+    height: int,
+    width: int,
+    gaussian: bool = False,
+    rule: MaskRule = "center",
+    image_shape: tuple[int, int] | None = None,
 ) -> Tensor:
-    """[N, H, W] float masks, each summing to 1 over the cells its box covers."""
-    return _normalised_masks(box_regions(boxes, stride, height, width), boxes, stride, gaussian)
+    """[N, H, W] float masks of each box under `rule` (`fgd` needs `image_shape`)."""
+    regions, area = _regions(boxes, stride, height, width, rule, image_shape)
+    return _instance_values(regions, area, boxes, stride, gaussian)
 
 
-def _normalised_masks(regions: Tensor, boxes: Tensor, stride: float, gaussian: bool) -> Tensor:
+def _regions(
+    boxes: Tensor,
+    stride: float,
+    height: int,
+    width: int,
+    rule: MaskRule,
+    image_shape: tuple[int, int] | None,
+) -> tuple[Tensor, Tensor | None]:
+    """Covered cells and, for `fgd`, each box's 1 / (h * w) (None: normalise to sum 1)."""
+    if rule == "center":
+        return box_regions(boxes, stride, height, width), None
+    if rule == "fgd":
+        if image_shape is None:
+            raise ValueError("mask_rule 'fgd' needs the padded image shape")
+        return fgd_regions(boxes, image_shape, height, width)
+    raise ValueError(f"unknown mask_rule {rule!r} (fgd | center)")
+
+
+def _instance_values(
+    regions: Tensor, area: Tensor | None, boxes: Tensor, stride: float, gaussian: bool
+) -> Tensor:
     values = regions.float()
     if gaussian:
         values = _gaussian_values(boxes, stride, *regions.shape[1:]) * values
+    elif area is not None:
+        return values * area[:, None, None]
     return values / values.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
 
 
@@ -103,10 +173,13 @@ def level_masks(
     height: int,
     width: int,
     gaussian: bool = False,
+    rule: MaskRule = "center",
+    image_shape: tuple[int, int] | None = None,
 ) -> LevelMasks:
-    """All masks of one level. `boxes` [N, 4] and `image_index` [N] cover the batch."""
-    regions = box_regions(boxes, stride, height, width)
-    inst = _normalised_masks(regions, boxes, stride, gaussian)
+    """All masks of one level. `boxes` [N, 4] and `image_index` [N] cover the batch;
+    `image_shape` (H, W) of the padded batch, needed by the `fgd` rule."""
+    regions, area = _regions(boxes, stride, height, width, rule, image_shape)
+    inst = _instance_values(regions, area, boxes, stride, gaussian)
     covered_by = regions.float()
     fg = inst.new_zeros((batch_size, height, width))
     covered = inst.new_zeros((batch_size, height, width))

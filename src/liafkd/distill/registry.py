@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from liafkd.distill.aid import AID
+from liafkd.distill.aid import AID, AIDInstance
 from liafkd.distill.base import DistillMethod, HeadPair, NoDistill
-from liafkd.distill.config import DistillConfig, LDConfig, LIAFConfig
+from liafkd.distill.config import AIDConfig, DistillConfig, LDConfig, LIAFConfig
 from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FGD
 from liafkd.distill.ld import LocalizationDistillation
@@ -38,6 +38,14 @@ def _crosskd(cfg: DistillConfig, heads: HeadPair | None, pkd: PKD | None) -> Cro
     return CrossKD.from_heads(heads, options.pop("cut"), pkd=pkd, **options)
 
 
+def _aid(cfg: AIDConfig, channels: int, num_levels: int) -> AID:
+    return AID(channels, num_levels, **cfg.model_dump(exclude={"weight_temperature"}))
+
+
+def _aid_instance(cfg: AIDConfig, channels: int, num_levels: int) -> AIDInstance:
+    return AIDInstance(channels, num_levels, **cfg.model_dump(exclude={"loss_scale"}))
+
+
 def _liaf(
     cfg: LIAFConfig,
     channels: int,
@@ -55,6 +63,7 @@ def _liaf(
         delta_global=cfg.delta_global,
         temperature=cfg.temperature,
         gaussian_masks=cfg.gaussian_masks,
+        mask_rule=cfg.mask_rule,
         lam=sel.lam,
         tau_w=sel.tau_w,
         width=sel.width,
@@ -74,7 +83,8 @@ METHODS: dict[str, Builder] = {
     "none": lambda cfg, channels, levels, heads: NoDistill(),
     "mimic": lambda cfg, channels, levels, heads: FeatureMimic(cfg.mimic.weight),
     "fgd": lambda cfg, channels, levels, heads: FGD(channels, levels, **cfg.fgd.model_dump()),
-    "aid": lambda cfg, channels, levels, heads: AID(channels, levels, **cfg.aid.model_dump()),
+    "aid": lambda cfg, channels, levels, heads: _aid(cfg.aid, channels, levels),
+    "aid-instance": lambda cfg, channels, levels, heads: _aid_instance(cfg.aid, channels, levels),
     "ld": lambda cfg, channels, levels, heads: _ld(cfg.ld),
     "pkd": lambda cfg, channels, levels, heads: PKD(cfg.pkd.weight),
     "crosskd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, None),

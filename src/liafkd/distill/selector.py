@@ -9,8 +9,12 @@ Descriptor of GT instance i:
     log1p(student loss), log1p(teacher loss)   per-instance head loss
     log(box area / image area), log(box w / box h), level / (num_levels - 1)
   The logs keep losses and areas on a scale a small MLP can use.
-Level mapping: FPN's k = floor(4 + log2(sqrt(w*h) / 224)), clamped to the available
-levels (k = log2(stride)); `canonical_size` replaces 224 for small-image datasets.
+Level mapping: FPN's k = floor(4 + log2(sqrt(w*h) / c)), clamped to the available
+levels (k = log2(stride)), with c = canonical_size (224) * sqrt(H*W / (800*1333)): the
+canonical box side scales with the padded input (H, W), so a box takes the same level
+at any input size relative to it (FPN's 224 is set for COCO's 800x1333 inputs; on
+192x320 synthetic images c is about 54, spreading instances over P3-P5 instead of all
+on P3).
 All descriptor inputs are detached: the selector learns its own parameters only, and
 the student is shaped only through the weighted imitation loss.
 
@@ -54,12 +58,22 @@ def grad_reverse(x: Tensor, scale: float = 1.0) -> Tensor:
     return GradientReversal.apply(x, scale)
 
 
-def assign_fpn_levels(boxes: Tensor, strides: list[int], canonical_size: float = 224.0) -> Tensor:
-    """[N] index into `strides` of each box's level (FPN level mapper, clamped)."""
+REFERENCE_IMAGE_AREA = 800 * 1333  # the input size FPN's canonical 224 is set for
+
+
+def assign_fpn_levels(
+    boxes: Tensor,
+    strides: list[int],
+    image_shape: tuple[int, int],
+    canonical_size: float = 224.0,
+) -> Tensor:
+    """[N] index into `strides` of each box's level (FPN level mapper, clamped), the
+    canonical size scaled by sqrt(image area / 800*1333)."""
     side = (
         (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6) * (boxes[:, 3] - boxes[:, 1]).clamp_min(1e-6)
     ).sqrt()
-    k = torch.floor(4 + torch.log2(side / canonical_size) + 1e-6)
+    canonical = canonical_size * math.sqrt(image_shape[0] * image_shape[1] / REFERENCE_IMAGE_AREA)
+    k = torch.floor(4 + torch.log2(side / canonical) + 1e-6)
     first = math.log2(strides[0])
     return (k - first).clamp(0, len(strides) - 1).long()
 
@@ -105,7 +119,7 @@ def build_descriptors(
     inputs.require("teacher_instances", "student_instances")
     boxes = inputs.all_boxes()
     image_index = inputs.image_index()
-    levels = assign_fpn_levels(boxes, inputs.strides, canonical_size)
+    levels = assign_fpn_levels(boxes, inputs.strides, inputs.images_shape, canonical_size)
     teacher = roi_descriptors(
         inputs.teacher_feats, boxes, image_index, levels, inputs.strides, roi_size
     )

@@ -153,7 +153,15 @@ class GFL(nn.Module):
             self.reg_max,
         )
         pos_scores = cls_logits.detach()[positive, labels[positive]].sigmoid()
-        instances = _instance_state(gt_boxes.shape[0], pos_gt, positive_loss, pos_scores)
+        levels = location_levels(assign.level_sizes, device).repeat(batch_size)
+        instances = _instance_state(
+            gt_boxes.shape[0],
+            pos_gt,
+            positive_loss,
+            pos_scores,
+            levels[positive],
+            len(assign.level_sizes),
+        )
         return losses, instances
 
     def forward_train(
@@ -259,15 +267,28 @@ def _check_targets(targets: list[Target], batch_size: int, num_classes: int) -> 
 
 
 def _instance_state(
-    num_instances: int, pos_gt: Tensor, positive_loss: Tensor, pos_scores: Tensor
+    num_instances: int,
+    pos_gt: Tensor,
+    positive_loss: Tensor,
+    pos_scores: Tensor,
+    pos_level: Tensor,
+    num_levels: int,
 ) -> InstanceState:
+    """Per-instance state from the positives' instance, loss, score and FPN level."""
     device = positive_loss.device
-    loss = torch.zeros(num_instances, device=device).index_add_(0, pos_gt, positive_loss)
+    level_loss = torch.zeros(num_instances, num_levels, device=device)
+    level_loss.index_put_((pos_gt, pos_level), positive_loss.float(), accumulate=True)
     quality = torch.zeros(num_instances, device=device).scatter_reduce_(
         0, pos_gt, pos_scores, reduce="amax"
     )
     num_pos = torch.bincount(pos_gt, minlength=num_instances)
-    return InstanceState(loss, quality, num_pos)
+    return InstanceState(level_loss.sum(dim=1), quality, num_pos, level_loss)
+
+
+def location_levels(level_sizes: list[tuple[int, int]], device: torch.device) -> Tensor:
+    """[sum H*W] the FPN level of each location, in the flattened location order."""
+    counts = torch.tensor([h * w for h, w in level_sizes], device=device)
+    return torch.repeat_interleave(torch.arange(len(level_sizes), device=device), counts)
 
 
 def head_and_sizes(

@@ -65,12 +65,15 @@ class InstanceState:
     quality: [N] max predicted score for the instance's class over its assigned
       locations; 0 where none is assigned.
     num_pos: [N] number of assigned locations.
+    level_loss: [N, num_levels] `loss` split by the FPN level of each assigned location
+      (sums over levels to `loss`).
     Always detached.
     """
 
     loss: Tensor
     quality: Tensor
     num_pos: Tensor
+    level_loss: Tensor
 
 
 @dataclass

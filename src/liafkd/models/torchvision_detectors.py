@@ -62,7 +62,13 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from liafkd.config import ModelConfig
 from liafkd.models.backbone import PretrainedReport, ResNetBackbone
-from liafkd.models.gfl import GFL_STRIDES, _check_targets, _instance_state, head_and_sizes
+from liafkd.models.gfl import (
+    GFL_STRIDES,
+    _check_targets,
+    _instance_state,
+    head_and_sizes,
+    location_levels,
+)
 from liafkd.models.gfl_head import group_norm_groups
 from liafkd.models.neck import FPN
 from liafkd.models.outputs import AssignResult, DetectorOutput, HeadOutputs, InstanceState
@@ -262,7 +268,7 @@ class _TorchvisionDense:
         losses = {LOSS_NAMES[name]: value for name, value in raw_losses.items()}
         matched = torch.stack(self.head.matched_idxs)  # [B, sum H * W * A]
         assign = self._assign(anchors, level_sizes, matched, targets)
-        instances = self._instance_state(outputs, anchors, matched, targets)
+        instances = self._instance_state(outputs, anchors, matched, targets, level_sizes)
         return DetectorOutput(losses, feats, head, assign, instances)
 
     def _assign(
@@ -290,7 +296,12 @@ class _TorchvisionDense:
 
     @torch.no_grad()
     def _instance_state(
-        self, outputs: dict[str, Tensor], anchors: Tensor, matched: Tensor, targets: list[Target]
+        self,
+        outputs: dict[str, Tensor],
+        anchors: Tensor,
+        matched: Tensor,
+        targets: list[Target],
+        level_sizes: list[tuple[int, int]],
     ) -> InstanceState:
         gt_boxes = torch.cat([t["boxes"] for t in targets])
         gt_labels = torch.cat([t["labels"] for t in targets])
@@ -300,7 +311,8 @@ class _TorchvisionDense:
         loss, score = self._positive_terms(
             positives, anchors[anchor], gt_boxes[pos_gt], gt_labels[pos_gt]
         )
-        return _instance_state(gt_boxes.shape[0], pos_gt, loss, score)
+        levels = location_levels(level_sizes, matched.device)[anchor // self.num_anchors]
+        return _instance_state(gt_boxes.shape[0], pos_gt, loss, score, levels, len(level_sizes))
 
     # --- inference -----------------------------------------------------------------
 
