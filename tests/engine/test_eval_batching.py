@@ -2,7 +2,6 @@
 (zero padding to a batch's largest image must not reach GroupNorm statistics)."""
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
