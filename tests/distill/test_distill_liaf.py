@@ -4,6 +4,7 @@ import pytest
 import torch
 from distill_reference import attention_term, focal_terms
 
+from liafkd.distill.fgd import instance_losses
 from liafkd.distill.ld import LocalizationDistillation
 from liafkd.distill.liaf import LIAF
 
@@ -101,6 +102,38 @@ def test_aligned_objective(make_inputs):
     losses["loss_liaf_align"].backward()
     assert method.selector.score[-1].weight.grad.abs().sum() > 0
     assert "alignment" in method.instance_records()[0]
+
+
+def _train_selector(method: LIAF, inputs, term: str, steps: int = 40) -> list[float]:
+    """A few SGD steps of the selector alone on `term`; the weights it then gives."""
+    optimizer = torch.optim.SGD(method.selector.parameters(), lr=0.5)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        method(inputs)[term].backward()
+        optimizer.step()
+    method(inputs)
+    return [r["weight"] for r in method.instance_records()]
+
+
+def test_aligned_weights_an_opposing_instance_below_an_aligned_one(make_inputs):
+    # dL_det/dF_S = dL_fg_0/dF_S - dL_fg_2/dF_S: a step imitating instance 0 lowers the
+    # detection loss, one imitating instance 2 raises it (disjoint masks: instance 2 is
+    # alone on image 1). The selector must end with w_0 > w_2; before the sign fix
+    # (r_i = -<.,.>) it learned the reverse.
+    inputs = make_inputs()
+    method = LIAF(4, 2, objective="aligned", entropy_beta=0.0)
+    per_instance = instance_losses(
+        method.level_errors(inputs), method.masks(inputs), inputs.batch_size
+    )
+    fg = [
+        torch.autograd.grad(per_instance[i], inputs.student_feats, retain_graph=True)
+        for i in (0, 2)
+    ]
+    inputs.det_grads = [a - b for a, b in zip(*fg, strict=True)]
+    weights = _train_selector(method, inputs, "loss_liaf_align")
+    scores = [r["alignment"] for r in method.instance_records()]
+    assert scores[0] > 0 > scores[2]
+    assert weights[0] > 1.0 > weights[2]
 
 
 def test_liaf_no_instances(make_inputs):

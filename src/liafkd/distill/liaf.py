@@ -8,14 +8,16 @@
 L_fg_i, bg, att, glb as in fgd.py; w_i, p_i from the selector (selector.py).
 
 How the selector learns (`objective`):
-  joint        w_i carries the selector's graph: it is trained on the same total loss
-               (which alone would favour instances with small imitation loss; the
-               entropy term resists collapse).
+  joint        w_i carries the selector's graph: it is trained on the same total loss.
+               An ablation, degenerate by construction: d(sum_i w_i L_i)/dz_i is
+               proportional to p_i (L_i - mean L), so it moves weight to the instances
+               with the smallest imitation loss (the entropy term only resists collapse).
   adversarial  a gradient-reversal layer sits between the logits and the weights, so
                the selector maximises the weighted imitation loss while the student
                minimises it; the entropy term is computed before the reversal.
   aligned      the weights are detached; the selector is pulled (ListNet KL) toward the
-               ranking of r_i = -<dL_det/dF_S, dL_fg_i/dF_S> (needs det_grads).
+               ranking of r_i = <dL_det/dF_S, dL_fg_i/dF_S> (needs det_grads): imitating
+               i lowers the detection loss to first order when r_i > 0.
 """
 
 from __future__ import annotations

@@ -185,11 +185,13 @@ def entropy_term(logits: Tensor, tau_w: float) -> Tensor:
 
 
 def alignment_scores(inputs: DistillInputs, masks: list[LevelMasks], temperature: float) -> Tensor:
-    """[N] r_i = -<dL_det/dF_S, dL_fg_i/dF_S>, summed over levels.
+    """[N] r_i = <dL_det/dF_S, dL_fg_i/dF_S>, summed over levels.
 
+    Imitating instance i moves F_S along -dL_fg_i/dF_S, which changes L_det by
+    -eta * r_i to first order: r_i > 0 means imitating i also lowers the detection loss.
     With L_fg_i = sum_{c,x,y} m_i A_sp A_ch (F_T - F_S)^2 / B (teacher attention, so
     constant in F_S), dL_fg_i/dF_S = -2 m_i A_sp A_ch (F_T - F_S) / B, hence
-    r_i = (2 / B) * sum_l sum_xy m_il * A_sp * sum_c A_ch * g * (F_T - F_S)
+    r_i = -(2 / B) * sum_l sum_xy m_il * A_sp * sum_c A_ch * g * (F_T - F_S)
     with g = inputs.det_grads[l] on the image of i: no per-instance backward pass.
     """
     inputs.require("det_grads")
@@ -202,7 +204,7 @@ def alignment_scores(inputs: DistillInputs, masks: list[LevelMasks], temperature
         diff = teacher.float() - student.detach().float()
         q = (grad.float() * diff * a_ch[:, :, None, None]).sum(dim=1) * a_sp
         total = total + (m.instance * q[m.image_index]).sum(dim=(1, 2))
-    return 2.0 * total / inputs.batch_size
+    return -2.0 * total / inputs.batch_size
 
 
 def listwise_alignment_loss(logits: Tensor, scores: Tensor, tau_w: float, tau_r: float) -> Tensor:
