@@ -15,6 +15,7 @@ from liafkd.distill.selector import (
     entropy_term,
     grad_reverse,
     instance_weights,
+    kl_to_target,
     listwise_alignment_loss,
     roi_descriptors,
 )
@@ -145,3 +146,12 @@ def test_listwise_alignment_loss():
     assert loss.item() > 0
     assert z.grad.argmin().item() == 1  # descent raises the best-aligned instance's logit
     assert listwise_alignment_loss(torch.zeros(1), torch.ones(1), 1.0, 1.0).item() == 0.0
+
+
+def test_kl_to_target_hand_value():
+    target = torch.tensor([0.25, 0.75, 0.0])
+    # p = softmax(0) = 1/3 each: KL = 0.25 log(0.75) + 0.75 log(2.25); zero-mass entries add 0
+    expected = 0.25 * math.log(0.25 * 3) + 0.75 * math.log(0.75 * 3)
+    assert kl_to_target(torch.zeros(3), target, 1.0).item() == pytest.approx(expected, rel=1e-6)
+    logits = torch.log(torch.tensor([0.25, 0.75, 1e-9])) * 2.0
+    assert kl_to_target(logits, target, 2.0).item() == pytest.approx(0.0, abs=1e-6)

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from liafkd.distill.probe import StudentProbe
 from liafkd.models.outputs import AssignResult, BranchFeats, HeadOutputs, InstanceState
 
 # What a method may ask the distiller for. "det_grads" costs one extra autograd pass
 # (the detection loss's gradient w.r.t. the student's FPN features). "head_branches"
 # (both heads' branch features at the method's `branch_cut`) and "teacher_head_module"
 # (the frozen teacher head itself, to run student features through it) serve CrossKD.
+# "student_probe" (the student and the batch, for extra forwards: LIAF-KD's `meta`).
 KNOWN_NEEDS = frozenset(
     {
         "feats",
@@ -29,6 +31,7 @@ KNOWN_NEEDS = frozenset(
         "det_grads",
         "head_branches",
         "teacher_head_module",
+        "student_probe",
     }
 )
 
@@ -67,6 +70,9 @@ class DistillInputs:
       `branch_cut` blocks (student with graph, teacher detached).
     teacher_head_module: the frozen teacher head (eval mode, requires_grad False): a
       module, not a tensor, so that student features can run through it with graph.
+    student_probe: the student and this batch's images (probe.py), its features mapped
+      to the method's space as student_feats are; for methods that run the student
+      again (LIAF-KD's `meta` objective).
     """
 
     images_shape: tuple[int, int]
@@ -83,6 +89,7 @@ class DistillInputs:
     student_branches: BranchFeats | None = None
     teacher_branches: BranchFeats | None = None
     teacher_head_module: nn.Module | None = None
+    student_probe: StudentProbe | None = None
 
     @property
     def batch_size(self) -> int:

@@ -114,7 +114,9 @@ class CrossKDConfig(StrictModel):
 
 
 class SelectorConfig(StrictModel):
-    objective: Literal["joint", "adversarial", "aligned"] = "joint"
+    # joint and adversarial: ablations; aligned: first-order gradient alignment on the
+    # batch; meta: learning to reweight on held-out images (meta.py; opt-in, costly)
+    objective: Literal["joint", "adversarial", "aligned", "meta"] = "joint"
     lam: float = Field(default=0.5, ge=0, le=1)  # weights stay >= 1 - lam
     tau_w: float = Field(default=1.0, gt=0)  # softmax temperature of the weights
     width: int = Field(default=64, ge=1)  # embedding / hidden width of g
@@ -122,10 +124,21 @@ class SelectorConfig(StrictModel):
     grl_scale: float = Field(default=1.0, ge=0)  # adversarial: reversed-gradient scale
     align_weight: float = Field(default=1.0, ge=0)  # aligned: weight of the ranking loss
     align_tau: float = Field(default=1.0, gt=0)  # aligned: temperature on standardised r
+    meta_weight: float = Field(default=1.0, ge=0)  # meta: weight of the KL to L2RW's weights
+    meta_every: int = Field(default=1, ge=1)  # meta: a meta step every this many steps
     # FPN level mapper: the box side that maps to P4 at an 800x1333 input; scaled by
     # sqrt(input area / (800 * 1333)) for other input sizes (selector.py)
     canonical_size: float = Field(default=224.0, gt=0)
     roi_size: int = Field(default=7, ge=1)
+
+    @model_validator(mode="after")
+    def _meta_knobs_need_meta(self) -> SelectorConfig:
+        knobs = sorted(k for k in self.model_fields_set if k.startswith("meta_"))
+        if knobs and self.objective != "meta":
+            raise ValueError(
+                f"{', '.join(knobs)}: set with objective {self.objective!r}, used by 'meta' only"
+            )
+        return self
 
 
 class LIAFConfig(StrictModel):

@@ -4,7 +4,8 @@ Per step the engine runs the student (with graph) and the frozen teacher (eval m
 under torch.no_grad) through `forward_train` on the same batch, then:
 
     losses = distiller(student_out, teacher_out, targets, images_shape, strides,
-                       det_loss=sum(student_out.losses.values()))  # det_loss: aligned only
+                       det_loss=sum(student_out.losses.values()),  # det_loss: aligned only
+                       probe=StudentProbe(student, images, targets))  # probe: meta only
     total = sum(student_out.losses.values()) + sum(losses.values())
 
 `distiller.parameters()` (adapters, GcBlocks, selector) train with the student's
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from liafkd.distill.adapters import Adapters
 from liafkd.distill.base import KNOWN_NEEDS, DistillInputs, DistillMethod, HeadPair
 from liafkd.distill.config import DistillConfig
+from liafkd.distill.probe import StudentProbe
 from liafkd.distill.registry import build_method
 from liafkd.distill.scale import FeatureNorm, divide_levels, level_scales
 from liafkd.models.outputs import BranchFeats, DetectorOutput, InstanceState
@@ -81,6 +83,7 @@ class Distiller(nn.Module):
         images_shape: tuple[int, int],
         strides: list[int],
         det_loss: Tensor | None = None,
+        probe: StudentProbe | None = None,
     ) -> DistillInputs:
         needs = self.needs
         teacher_feats = [f.detach() for f in teacher.feats]
@@ -113,7 +116,20 @@ class Distiller(nn.Module):
             inputs.teacher_branches = self._branches(teacher.branches, "teacher").detach()
         if "teacher_head_module" in needs:
             inputs.teacher_head_module = self.teacher_head
+        if "student_probe" in needs:
+            inputs.student_probe = self._probe(probe, scales)
         return inputs
+
+    def _probe(self, probe: StudentProbe | None, scales: list[Tensor] | None) -> StudentProbe:
+        """`probe` with the student's features mapped as student_feats are."""
+        if probe is None:
+            raise ValueError(f"{type(self.method).__name__} needs probe (student and batch)")
+
+        def to_method_space(feats: list[Tensor]) -> list[Tensor]:
+            feats = self.adapters(feats) if self.adapters is not None else feats
+            return divide_levels(feats, scales) if scales is not None else feats
+
+        return probe.in_method_space(to_method_space)
 
     def _branches(self, branches: BranchFeats | None, who: str) -> BranchFeats:
         if branches is None or branches.cut != self.branch_cut:
@@ -142,10 +158,13 @@ class Distiller(nn.Module):
         images_shape: tuple[int, int],
         strides: list[int],
         det_loss: Tensor | None = None,
+        probe: StudentProbe | None = None,
     ) -> dict[str, Tensor]:
         if not self.needs:
             return {}
-        inputs = self.build_inputs(student, teacher, targets, images_shape, strides, det_loss)
+        inputs = self.build_inputs(
+            student, teacher, targets, images_shape, strides, det_loss, probe
+        )
         return self.method(inputs)
 
     def stats(self) -> dict[str, float]:

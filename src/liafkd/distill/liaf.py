@@ -2,6 +2,7 @@
 
     L = alpha * sum_i w_i * L_fg_i + beta_bg * bg + gamma * att (+ delta * glb)
         + beta_entropy * sum_i p_i log p_i (+ align_weight * L_align, `aligned` only)
+        (+ meta_weight * L_meta, `meta` only)
         (+ sum over LD positives of w_{instance of p} * LD_p, `liaf+ld` only)
         (+ CrossKD's qfl and kl with w_{instance of p} at each location p assigned to
            an instance, 1 elsewhere, `liaf+crosskd` only; crosskd.py)
@@ -18,6 +19,10 @@ How the selector learns (`objective`):
   aligned      the weights are detached; the selector is pulled (ListNet KL) toward the
                ranking of r_i = <dL_det/dF_S, dL_fg_i/dF_S> (needs det_grads): imitating
                i lowers the detection loss to first order when r_i > 0.
+  meta         the weights are detached; the selector is pulled (KL) toward L2RW's
+               weights q_i proportional to max(0, h_i), h_i = <grad_theta L_det(held-out
+               images), grad_theta L_fg_i>, from extra student forwards every
+               `meta_every` calls (meta.py; needs student_probe).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FocalImitation, fg_bg_losses, instance_losses
 from liafkd.distill.ld import LocalizationDistillation
 from liafkd.distill.masks import LevelMasks, MaskRule
+from liafkd.distill.meta import helpfulness, meta_target
 from liafkd.distill.selector import (
     InstanceSelector,
     alignment_scores,
@@ -39,10 +45,11 @@ from liafkd.distill.selector import (
     entropy_term,
     grad_reverse,
     instance_weights,
+    kl_to_target,
     listwise_alignment_loss,
 )
 
-Objective = Literal["joint", "adversarial", "aligned"]
+Objective = Literal["joint", "adversarial", "aligned", "meta"]
 
 
 class LIAF(WeightLogged, FocalImitation):
@@ -65,6 +72,8 @@ class LIAF(WeightLogged, FocalImitation):
         grl_scale: float = 1.0,
         align_weight: float = 1.0,
         align_tau: float = 1.0,
+        meta_weight: float = 1.0,
+        meta_every: int = 1,
         canonical_size: float = 224.0,
         roi_size: int = 7,
         ld: LocalizationDistillation | None = None,
@@ -75,6 +84,8 @@ class LIAF(WeightLogged, FocalImitation):
         )
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"selector lam must be in [0, 1], got {lam}")
+        if meta_every < 1:
+            raise ValueError(f"meta_every must be >= 1, got {meta_every}")
         self.alpha_fg = alpha_fg
         self.beta_bg = beta_bg
         self.gamma_att = gamma_att
@@ -86,6 +97,9 @@ class LIAF(WeightLogged, FocalImitation):
         self.grl_scale = grl_scale
         self.align_weight = align_weight
         self.align_tau = align_tau
+        self.meta_weight = meta_weight
+        self.meta_every = meta_every
+        self._meta_calls = 0
         self.canonical_size = canonical_size
         self.roi_size = roi_size
         self.selector = InstanceSelector(channels, width)
@@ -93,6 +107,8 @@ class LIAF(WeightLogged, FocalImitation):
         needs = {"feats", "instances"}
         if objective == "aligned":
             needs.add("det_grads")
+        if objective == "meta":
+            needs.add("student_probe")
         if ld is not None:
             needs |= {"head", "assign"}
         self.crosskd = crosskd
@@ -131,6 +147,8 @@ class LIAF(WeightLogged, FocalImitation):
         terms = {"loss_liaf_entropy": zero}
         if self.objective == "aligned":
             terms["loss_liaf_align"] = zero
+        if self.objective == "meta":
+            terms["loss_liaf_meta"] = zero
         if per_instance.numel() == 0:
             weights = per_instance.new_zeros(0)
             self.weight_log.record(inputs, weights, {})
@@ -153,15 +171,37 @@ class LIAF(WeightLogged, FocalImitation):
             weights = instance_weights(logits, self.lam, self.tau_w)
         elif self.objective == "adversarial":
             weights = instance_weights(grad_reverse(logits, self.grl_scale), self.lam, self.tau_w)
-        else:
+        elif self.objective == "aligned":
             weights = instance_weights(logits.detach(), self.lam, self.tau_w)
             scores = alignment_scores(inputs, masks, self.temperature)
             terms["loss_liaf_align"] = self.align_weight * listwise_alignment_loss(
                 logits, scores, self.tau_w, self.align_tau
             )
             extra["alignment"] = scores
+        else:
+            weights = instance_weights(logits.detach(), self.lam, self.tau_w)
+            terms["loss_liaf_meta"], scores = self._meta_term(inputs, logits)
+            if scores is not None:
+                extra["helpfulness"] = scores
         self.weight_log.record(inputs, weights, extra)
         return weights, terms
+
+    def _meta_term(self, inputs: DistillInputs, logits: Tensor) -> tuple[Tensor, Tensor | None]:
+        """meta_weight * KL(q || p) toward L2RW's weights, and the h_i it came from; 0
+        (with the selector's graph) on the calls between meta steps, for a one-image
+        batch and when no instance helps."""
+        due = self._meta_calls % self.meta_every == 0
+        self._meta_calls += 1
+        scores = helpfulness(inputs, self._instance_losses) if due else None
+        target = None if scores is None else meta_target(scores)
+        if target is None:
+            return logits.sum() * 0, scores
+        return self.meta_weight * kl_to_target(logits, target, self.tau_w), scores
+
+    def _instance_losses(self, inputs: DistillInputs) -> Tensor:
+        """[N] L_fg_i on `inputs`, as forward computes it."""
+        masks = self.masks(inputs)
+        return instance_losses(self.level_errors(inputs), masks, inputs.batch_size)
 
     @staticmethod
     def _location_weights(inputs: DistillInputs, weights: Tensor) -> Tensor:

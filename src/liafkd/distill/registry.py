@@ -72,6 +72,8 @@ def _liaf(
         grl_scale=sel.grl_scale,
         align_weight=sel.align_weight,
         align_tau=sel.align_tau,
+        meta_weight=sel.meta_weight,
+        meta_every=sel.meta_every,
         canonical_size=sel.canonical_size,
         roi_size=sel.roi_size,
         ld=ld,

@@ -214,6 +214,10 @@ def listwise_alignment_loss(logits: Tensor, scores: Tensor, tau_w: float, tau_r:
         return logits.sum() * 0
     r = scores.detach().float()
     r = (r - r.mean()) / r.std().clamp_min(1e-12)
-    target = F.softmax(r / tau_r, dim=0)
+    return kl_to_target(logits, F.softmax(r / tau_r, dim=0), tau_w)
+
+
+def kl_to_target(logits: Tensor, target: Tensor, tau_w: float) -> Tensor:
+    """KL(q || p) of a target distribution q and p = softmax(z / tau_w)."""
     log_p = F.log_softmax(logits / tau_w, dim=0)
     return (target * (target.clamp_min(1e-12).log() - log_p)).sum()

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from liafkd.distill.distiller import Distiller
+from liafkd.distill.probe import StudentProbe
 from liafkd.engine.distributed import all_gather_objects, context
 
 WEIGHT_MOMENTS = {"num_instances", "weight_mean", "weight_std", "weight_min", "weight_max"}
@@ -55,6 +56,9 @@ class DistillTrainModule(nn.Module):
         with torch.no_grad():
             teacher_out = self.teacher.forward_train(images, targets, branch_cut=cut)
         det_loss = sum(student_out.losses.values())
+        probe = None
+        if "student_probe" in self.distiller.needs:  # LIAF-KD `meta`: extra student forwards
+            probe = StudentProbe(self.student, images, targets)
         kd_terms = self.distiller(
             student_out,
             teacher_out,
@@ -62,6 +66,7 @@ class DistillTrainModule(nn.Module):
             tuple(images.shape[-2:]),
             list(self.student.strides),
             det_loss=det_loss,
+            probe=probe,
         )
         self._collect_instances(targets)
         return {**student_out.losses, **kd_terms}

@@ -58,16 +58,20 @@ TERM_WEIGHTS = {
     "loss_liaf_global": "liaf.delta_global",
     "loss_liaf_entropy": "liaf.selector.entropy_beta",
     "loss_liaf_align": "liaf.selector.align_weight",
+    "loss_liaf_meta": "liaf.selector.meta_weight",
     "loss_liaf_ld": "ld.weight",
     "loss_pkd": "pkd.weight",
     "loss_crosskd_qfl": "crosskd.weight_qfl",
     "loss_crosskd_kl": "crosskd.weight_kl",
 }
 # terms that train the selector alone (its inputs are detached from the student)
-SELECTOR_TERMS = frozenset({"loss_liaf_align"})
+SELECTOR_TERMS = frozenset({"loss_liaf_align", "loss_liaf_meta"})
 # the selector starts at uniform weights, where the entropy's gradient is exactly zero
 # and a one-instance batch gives the value 0: only its weight and finiteness are checked
 REGULARISER_TERMS = frozenset({"loss_liaf_entropy"})
+# 0 on a batch where no instance's imitation helps the held-out images (or with one
+# image, no held-out half): a 0 there is an answer, not a broken term
+MAY_BE_ZERO_TERMS = frozenset({"loss_liaf_meta"})
 
 
 @dataclass
@@ -506,6 +510,8 @@ def term_result(
         return CheckResult(check, "FAIL", f"is {value} on the first batch")
     if name in allow_zero:
         return CheckResult(check, "PASS", f"= {value:.4g} (distill.checks.allow_zero)")
+    if value == 0 and name in MAY_BE_ZERO_TERMS and not zero_weight:
+        return CheckResult(check, "PASS", "= 0 on the first batch (no instance helps there)")
     if zero_weight or (value == 0 and name not in REGULARISER_TERMS):
         why = f"its weight {weight[0]} is 0" if zero_weight else "it contributes nothing"
         return CheckResult(
@@ -580,6 +586,10 @@ def part_results(probe: StepProbe) -> list[CheckResult]:
         elif any(n > 0 for n in norms.values()):
             reaching = ", ".join(f"{t} {n:.3g}" for t, n in norms.items() if n > 0)
             results.append(CheckResult(f"distiller {part}", "PASS", f"gradient from {reaching}"))
+        elif zero := [t for t in norms if t in MAY_BE_ZERO_TERMS and probe.values[t] == 0]:
+            results.append(
+                CheckResult(f"distiller {part}", "PASS", f"none on this batch: {zero[0]} is 0 here")
+            )
         else:
             results.append(
                 CheckResult(
