@@ -130,3 +130,24 @@ def test_demo_refuses_a_folder_holding_an_earlier_demo(tmp_path, capsys):
     assert f"{tmp_path} holds an earlier demo's runs (teacher)" in err
     assert (tmp_path / "teacher" / "final.pt").read_bytes() == b"a finished teacher"
     assert not (tmp_path / "configs").exists()
+
+
+def test_distill_into_a_folder_holding_a_run_is_refused_before_anything_is_built(
+    tiny_config, tmp_path, capsys
+):
+    import yaml
+
+    raw = yaml.safe_load(tiny_config("student").read_text())
+    raw["distill"] = {
+        "method": "mimic",
+        "teacher": {"config": "none.yaml", "checkpoint": "none.pt"},
+    }
+    cfg = tmp_path / "distill.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "student"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    assert main(["distill", str(cfg)]) == 2  # the teacher files do not exist: never reached
+    err = capsys.readouterr().err
+    assert f"{out} already holds a run (summary.json)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
