@@ -22,24 +22,41 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class SplitRatio(StrictModel):
+    """`split: {ratio: 0.8, seed: 0}`: a seeded random share of all the dataset's files.
+    `part: train` takes the `ratio` share, `part: val` the rest; in an experiment config
+    data.train and data.val pick their own parts, so the two never overlap."""
+
+    ratio: float = Field(gt=0, lt=1)
+    seed: int = 0
+    part: Literal["train", "val"] | None = None
+
+
 class DatasetConfig(StrictModel):
     """Where the data is and how to read it.
 
-    format: coco | voc | yolo | kitti | synthetic.
+    format: coco | voc | yolo | kitti | csv | synthetic.
     root: the dataset folder (relative paths resolve against the config file).
-    split: a split name (VOC/KITTI ImageSets file stem, YOLO/COCO image folder name).
+    split: a split name (VOC/KITTI ImageSets file stem, YOLO/COCO image folder name),
+      a file listing the images (a .txt of names, or a .csv with a `filename` column;
+      relative to root), or {ratio, seed[, part]} (a seeded share of all files).
+    images_dir, annotations_dir: the image and annotation folders, relative to root, when
+      they are not the format's usual ones (VOC JPEGImages/ and Annotations/, YOLO
+      images/<split>/ and labels/<split>/); `csv`: images_dir holds the images.
     classes: the class names to train on, in order. Names not listed are unknown
       (reported); `ignore_classes` are kept only for evaluation ignore rules
       (e.g. KITTI Van for Car).
     class_map: optional renames applied before matching, e.g. {"car": "Car"}.
-    ann_file: COCO JSON path (COCO only); relative to root.
+    ann_file: COCO JSON path (COCO), or the CSV file (csv); relative to root.
     policy: `drop` (default) drops and counts bad boxes; `strict` stops before
       training with every problem listed.
     """
 
-    format: Literal["coco", "voc", "yolo", "kitti", "synthetic"]
+    format: Literal["coco", "voc", "yolo", "kitti", "csv", "synthetic"]
     root: str
-    split: str = "train"
+    split: str | SplitRatio = "train"
+    images_dir: str | None = None
+    annotations_dir: str | None = None
     classes: list[str] | None = None
     ignore_classes: list[str] = Field(default_factory=list)
     class_map: dict[str, str] = Field(default_factory=dict)
@@ -78,6 +95,21 @@ class DataConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     batch_size: int = Field(8, ge=1)  # per process
     num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_split_parts(cls, raw: Any) -> Any:
+        """`split: {ratio, seed}` without `part`: data.train takes the ratio's share,
+        data.val the rest."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        for part in ("train", "val"):
+            block = raw.get(part)
+            split = block.get("split") if isinstance(block, dict) else None
+            if isinstance(split, dict) and split.get("part") is None:
+                raw[part] = {**block, "split": {**split, "part": part}}
+        return raw
 
 
 class ModelConfig(StrictModel):

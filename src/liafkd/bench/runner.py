@@ -39,6 +39,7 @@ from liafkd.bench.config import (
     config_hash,
     portable_dataset,
 )
+from liafkd.data.formats.layout import describe_split
 
 RESULTS_FILE = "results.jsonl"
 # instance-weight summaries: sqrt(area) bins in original-image pixels
@@ -482,7 +483,11 @@ class BenchRunner:
             "seeds": cfg.seeds,
             "comparisons": [list(pair) for pair in cfg.comparisons],
             "datasets": {
-                name: {"format": train.format, "train_split": train.split, "val_split": val.split}
+                name: {
+                    "format": train.format,
+                    "train_split": describe_split(train.split),
+                    "val_split": describe_split(val.split),
+                }
                 for name, (train, val) in self.bench.datasets.items()
             },
             "student_model": cfg.student.model.model_dump(mode="json"),

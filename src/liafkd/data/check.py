@@ -65,6 +65,8 @@ def decode_images(index: DatasetIndex, progress: bool = True) -> int:
 
 def summarize(index: DatasetIndex, cfg: DatasetConfig) -> dict[str, Any]:
     """A JSON-ready summary: counts, box sizes and every problem grouped by kind."""
+    from liafkd.data.formats.layout import describe_split
+
     per_class = Counter()
     for record in index.records:
         per_class.update(record.labels.tolist())
@@ -74,7 +76,7 @@ def summarize(index: DatasetIndex, cfg: DatasetConfig) -> dict[str, Any]:
             {"location": problem.location, "message": problem.message, "dropped": problem.dropped}
         )
     return {
-        "dataset": {"format": cfg.format, "root": cfg.root, "split": cfg.split},
+        "dataset": {"format": cfg.format, "root": cfg.root, "split": describe_split(cfg.split)},
         "images": len(index.records),
         "images_without_objects": sum(1 for r in index.records if r.num_instances == 0),
         "instances": int(sum(per_class.values())),

@@ -10,6 +10,7 @@ from pathlib import Path
 from liafkd.config import DatasetConfig
 from liafkd.data.formats.coco import read_coco
 from liafkd.data.formats.common import REPORT_ONLY_KINDS, DatasetError
+from liafkd.data.formats.csv_boxes import read_csv_boxes
 from liafkd.data.formats.kitti import read_kitti
 from liafkd.data.formats.voc import read_voc
 from liafkd.data.formats.yolo import read_yolo
@@ -24,6 +25,7 @@ READERS: dict[str, Callable[[DatasetConfig], DatasetIndex]] = {
     "voc": read_voc,
     "yolo": read_yolo,
     "kitti": read_kitti,
+    "csv": read_csv_boxes,
 }
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from liafkd.config import DatasetConfig
 from liafkd.data.formats.common import (
     ATTR_DTYPES,
-    DatasetError,
     RawImage,
     RawObject,
     assemble_index,
@@ -27,6 +26,7 @@ from liafkd.data.formats.common import (
     probe_image,
     resolve_under_root,
 )
+from liafkd.data.formats.layout import SPLIT_KEYS, is_split_list, layout_error, select_stems
 from liafkd.data.records import DatasetIndex, Problem
 
 EXTRA_ATTRS = ("truncated", "occluded", "alpha", "difficult")
@@ -78,9 +78,25 @@ def _read_categories(items: list[Any], path: Path, problems: list[Problem]) -> d
     return categories
 
 
-def _find_image_file(cfg: DatasetConfig, file_name: str) -> Path | None:
+KEYS = [
+    "ann_file (the JSON, relative to root)",
+    "images_dir (the image folder, searched first)",
+    SPLIT_KEYS + " (a list or ratio keeps those images of the JSON)",
+]
+
+
+def _image_folders(cfg: DatasetConfig) -> list[Path]:
     root = Path(cfg.root)
-    for folder in (root, root / "images" / cfg.split, root / cfg.split, root / "images"):
+    folders = [resolve_under_root(cfg, cfg.images_dir)] if cfg.images_dir else []
+    if isinstance(cfg.split, str) and not is_split_list(cfg.split):
+        folders += [root, root / "images" / cfg.split, root / cfg.split, root / "images"]
+    else:
+        folders += [root, root / "images"]
+    return folders
+
+
+def _find_image_file(cfg: DatasetConfig, file_name: str) -> Path | None:
+    for folder in _image_folders(cfg):
         candidate = folder / file_name
         if candidate.is_file():
             return candidate
@@ -98,7 +114,8 @@ def _read_image(
         _invalid(problems, location, "an image needs a string `file_name`")
         return None
     image_path = _find_image_file(cfg, file_name)
-    searched = f"{file_name} under {cfg.root} (., images/{cfg.split}, {cfg.split}, images)"
+    where = ", ".join(str(f) for f in _image_folders(cfg))
+    searched = f"{file_name} in {where} (images_dir names the image folder)"
     header_size = probe_image(image_path, location, problems, searched)
     if header_size is None:
         return None
@@ -171,11 +188,17 @@ def _attach_annotations(
 
 
 def read_coco(cfg: DatasetConfig) -> DatasetIndex:
+    tree = [
+        f"{cfg.ann_file or '<ann_file>.json'}    images, annotations, categories",
+        f"{cfg.images_dir or 'images/<split>'}/<file_name>    (or the root, <split>/, images/)",
+    ]
     if not cfg.ann_file:
-        raise DatasetError(f"{cfg.root}: format coco needs `ann_file`")
+        raise layout_error(
+            cfg, Path(cfg.root), "an annotation file: format coco needs `ann_file`", tree, KEYS
+        )
     path = resolve_under_root(cfg, cfg.ann_file)
     if not path.is_file():
-        raise DatasetError(f"{path}: COCO annotation file not found")
+        raise layout_error(cfg, path, "COCO annotation file", tree, KEYS)
     problems: list[Problem] = []
     data = _load_json(path, problems)
     if data is None:
@@ -194,6 +217,10 @@ def read_coco(cfg: DatasetConfig) -> DatasetIndex:
             images[raw.image_id] = raw
         if _is_int(image_id):
             known_image_ids.add(image_id)
+    if not isinstance(cfg.split, str) or is_split_list(cfg.split):  # a list or ratio
+        stems = {i: Path(raw.image_path).stem for i, raw in images.items()}
+        keep = set(select_stems(cfg, lambda: list(stems.values()), lambda name: []))
+        images = {i: raw for i, raw in images.items() if stems[i] in keep}
     annotations = data.get("annotations", [])
     if not isinstance(annotations, list):
         annotations = _section(data, "annotations", path, problems)

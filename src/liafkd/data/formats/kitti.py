@@ -26,8 +26,9 @@ from liafkd.data.formats.common import (
     probe_image,
     read_split_stems,
     read_text_lines,
-    require_dir,
+    resolve_under_root,
 )
+from liafkd.data.formats.layout import SPLIT_KEYS, require_folder, select_stems
 from liafkd.data.records import DatasetIndex, Problem
 
 DEFAULT_CLASSES = ["Car", "Pedestrian", "Cyclist"]
@@ -159,11 +160,24 @@ def _stems(root: Path, split: str, label_dir: Path) -> list[str]:
 
 def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
     root = Path(cfg.root)
-    label_dir = require_dir(root / "training" / "label_2", "KITTI label_2")
-    image_dir = require_dir(root / "training" / "image_2", "KITTI image_2")
+    tree = [
+        f"{cfg.annotations_dir or 'training/label_2'}/<name>.txt    KITTI label lines",
+        f"{cfg.images_dir or 'training/image_2'}/<name>.png",
+        "ImageSets/<split>.txt    the split's names (every label file without it)",
+    ]
+    keys = [
+        "annotations_dir (default training/label_2)",
+        "images_dir (default training/image_2)",
+        SPLIT_KEYS,
+    ]
+    labels = resolve_under_root(cfg, cfg.annotations_dir or "training/label_2")
+    label_dir = require_folder(cfg, labels, "KITTI label_2", tree, keys)
+    images = resolve_under_root(cfg, cfg.images_dir or "training/image_2")
+    image_dir = require_folder(cfg, images, "KITTI image_2", tree, keys)
     problems: list[Problem] = []
     raw_images = []
-    for stem in _stems(root, cfg.split, label_dir):
+    every = lambda: [p.stem for p in label_dir.glob("*.txt")]  # noqa: E731
+    for stem in select_stems(cfg, every, lambda name: _stems(root, name, label_dir)):
         label_path = label_dir / f"{stem}.txt"
         if not label_path.is_file():
             problems.append(

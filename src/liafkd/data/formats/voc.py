@@ -1,5 +1,7 @@
 """Pascal VOC: root/Annotations/<stem>.xml, root/JPEGImages/<stem>.jpg, split
-root/ImageSets/Main/<split>.txt. Boxes are taken as written (no 1-pixel shift).
+root/ImageSets/Main/<split>.txt. `annotations_dir` and `images_dir` name other folders
+(a tutorial's annotations/ and images/), and `split` may also be a list file or a ratio
+(see liafkd.data.formats.layout). Boxes are taken as written (no 1-pixel shift).
 Classes default to the sorted names found. Attribute: "difficult"."""
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from pathlib import Path
 
 from liafkd.config import DatasetConfig
 from liafkd.data.formats.common import (
-    DatasetError,
     RawImage,
     RawObject,
     assemble_index,
@@ -19,21 +20,46 @@ from liafkd.data.formats.common import (
     parse_finite,
     probe_image,
     read_split_stems,
-    require_dir,
 )
+from liafkd.data.formats.layout import SPLIT_KEYS, layout_error, require_folder, select_stems
 from liafkd.data.records import DatasetIndex, Problem
 
 ATTR_NAMES = ["difficult"]
 
 
-def _split_stems(root: Path, split: str) -> list[str]:
-    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    if not split_file.is_file():
-        folder = split_file.parent
-        available = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
-        raise DatasetError(f"{split_file}: split file not found (available: {available})")
-    annotations = root / "Annotations"
-    return read_split_stems(split_file, lambda stem: (annotations / f"{stem}.xml").is_file())
+KEYS = [
+    "annotations_dir (default Annotations)",
+    "images_dir (default JPEGImages)",
+    SPLIT_KEYS,
+]
+
+
+def _tree(cfg: DatasetConfig) -> list[str]:
+    split = cfg.split if isinstance(cfg.split, str) else "<split>"
+    return [
+        f"{cfg.annotations_dir or 'Annotations'}/<name>.xml   one XML per image",
+        f"{cfg.images_dir or 'JPEGImages'}/<name>.jpg    (or .png, ...)",
+        f"ImageSets/Main/{split}.txt   the split's names, one a line",
+    ]
+
+
+def _split_stems(cfg: DatasetConfig, annotations: Path) -> list[str]:
+    root = Path(cfg.root)
+
+    def named(split: str) -> list[str]:
+        split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+        if not split_file.is_file():
+            folder = split_file.parent
+            found = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
+            raise layout_error(
+                cfg, split_file, "split file", _tree(cfg), KEYS, f" (available: {found})"
+            )
+        return read_split_stems(split_file, lambda stem: (annotations / f"{stem}.xml").is_file())
+
+    def every() -> list[str]:
+        return [p.stem for p in annotations.glob("*.xml")]
+
+    return select_stems(cfg, every, named)
 
 
 def _text(element: ET.Element, path: str) -> str:
@@ -111,11 +137,16 @@ def _read_annotation(xml_path: Path, image_dir: Path, problems: list[Problem]) -
 
 def read_voc(cfg: DatasetConfig) -> DatasetIndex:
     root = Path(cfg.root)
-    annotation_dir = require_dir(root / "Annotations", "VOC Annotations")
-    image_dir = require_dir(root / "JPEGImages", "VOC JPEGImages")
+    tree = _tree(cfg)
+    annotation_dir = require_folder(
+        cfg, root / (cfg.annotations_dir or "Annotations"), "VOC annotation (XML)", tree, KEYS
+    )
+    image_dir = require_folder(
+        cfg, root / (cfg.images_dir or "JPEGImages"), "VOC image", tree, KEYS
+    )
     problems: list[Problem] = []
     raw_images = []
-    for stem in _split_stems(root, cfg.split):
+    for stem in _split_stems(cfg, annotation_dir):
         xml_path = annotation_dir / f"{stem}.xml"
         if not xml_path.is_file():
             problems.append(

@@ -1,7 +1,8 @@
 """YOLO txt: images in root/images/<split>/, one label file per image in
 <labels_dir>/<split>/<stem>.txt (labels_dir defaults to root/labels), each line
-`class cx cy w h` normalised to [0, 1]. An image without a label file has no
-objects; a label file without an image is reported as missing_image.
+`class cx cy w h` normalised to [0, 1]. `images_dir` / `annotations_dir` name other
+folders; a list-file or ratio `split` picks files from images/ and labels/. An image
+without a label file has no objects; a label file without an image is reported as missing_image.
 
 Class names come from `names_file` (YAML with `names:` as a list or an {id: name}
 mapping), or from `classes` when no names file is given; with both, the file names
@@ -24,9 +25,9 @@ from liafkd.data.formats.common import (
     parse_finite,
     probe_image,
     read_text_lines,
-    require_dir,
     resolve_under_root,
 )
+from liafkd.data.formats.layout import SPLIT_KEYS, is_split_list, require_folder, select_stems
 from liafkd.data.records import DatasetIndex, Problem
 
 
@@ -92,17 +93,46 @@ def _read_labels(
     return objects
 
 
+KEYS = [
+    "images_dir (default images/<split>)",
+    "annotations_dir (default labels/<split>; labels_dir moves the labels root)",
+    SPLIT_KEYS,
+    "names_file or classes (the class names)",
+]
+
+
+def _folders(cfg: DatasetConfig) -> tuple[Path, Path, list[str]]:
+    """The image and label folders of the split, and the tree for error messages. A
+    named split is a subfolder (images/train, labels/train); a list or ratio split
+    picks files from images/ and labels/ (or images_dir, annotations_dir)."""
+    named = isinstance(cfg.split, str) and not is_split_list(cfg.split)
+    sub = f"/{cfg.split}" if named else ""
+    images = cfg.images_dir or f"images{sub}"
+    labels = cfg.annotations_dir or f"{cfg.labels_dir or 'labels'}{sub}"
+    tree = [
+        f"{images}/<name>.jpg    (or .png, ...)",
+        f"{labels}/<name>.txt    `class cx cy w h` a line, normalised to [0, 1]",
+        f"{cfg.names_file or 'data.yaml'}    names: [...] (the names_file key), or classes: [...]",
+    ]
+    return resolve_under_root(cfg, images), resolve_under_root(cfg, labels), tree
+
+
 def read_yolo(cfg: DatasetConfig) -> DatasetIndex:
-    root = Path(cfg.root)
-    image_dir = require_dir(root / "images" / cfg.split, "YOLO image")
-    label_dir = require_dir(
-        resolve_under_root(cfg, cfg.labels_dir or "labels") / cfg.split, "YOLO label"
-    )
+    image_dir, label_dir, tree = _folders(cfg)
+    require_folder(cfg, image_dir, "YOLO image", tree, KEYS)
+    require_folder(cfg, label_dir, "YOLO label", tree, KEYS)
     id_to_name = _id_to_name(cfg)
     problems: list[Problem] = []
-    image_paths = sorted(
+    all_images = sorted(
         p for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+    by_stem = {p.stem: p for p in all_images}
+    stems = select_stems(cfg, lambda: list(by_stem), lambda name: list(by_stem))
+    image_paths = [by_stem[stem] for stem in stems if stem in by_stem]
+    for stem in stems:
+        if stem not in by_stem:
+            message = f"the split names {stem}, and there is no {stem}.* in {image_dir}"
+            problems.append(Problem("missing_image", stem, message, dropped=True))
     raw_images = []
     for image_path in image_paths:
         label_path = label_dir / f"{image_path.stem}.txt"
@@ -115,9 +145,11 @@ def read_yolo(cfg: DatasetConfig) -> DatasetIndex:
         else:  # a background image: YOLO gives it no label file
             objects, source = [], image_path
         raw_images.append(RawImage(image_path, size[0], size[1], objects, str(source)))
-    image_stems = {p.stem for p in image_paths}
+    chosen = set(stems) if not isinstance(cfg.split, str) or is_split_list(cfg.split) else None
     for label_path in sorted(label_dir.glob("*.txt")):
-        if label_path.stem not in image_stems:
+        if chosen is not None and label_path.stem not in chosen:
+            continue  # another split's label, in a shared folder
+        if label_path.stem not in by_stem:
             message = f"no image {label_path.stem}.* in {image_dir}"
             problems.append(Problem("missing_image", str(label_path), message, dropped=True))
     class_names = cfg.classes or mapped_names((id_to_name[k] for k in sorted(id_to_name)), cfg)
