@@ -180,16 +180,34 @@ def _scatter_by_class(ax, x, y, labels, class_names) -> None:
 
 
 def _occlusion_panel(ax, rows: Sequence[Row], weights: np.ndarray) -> None:
-    ax.set(xlabel="occlusion level", title="weight by occlusion")
+    """Weight by KITTI occlusion level; on data without it (VOC) by what the data has:
+    `difficult`, else `truncated` (0 or not)."""
     if "occluded" not in rows[0]:
-        _say(ax, "the dataset has no `occluded` attribute")
+        for name in ("difficult", "truncated"):
+            if name in rows[0]:
+                _binary_panel(ax, name, column(rows, name).astype(float) > 0, weights)
+                return
+        ax.set(xlabel="occlusion level", title="weight by occlusion")
+        _say(ax, "the dataset has no `occluded`, `difficult` or `truncated` attribute")
         return
+    ax.set(xlabel="occlusion level", title="weight by occlusion")
     levels = column(rows, "occluded").astype(int)
     present = sorted(set(levels.tolist()))
     ax.boxplot([weights[levels == lv] for lv in present], positions=present, widths=0.6)
     ax.set_xticks(
         present,
         [f"{lv} {OCCLUSION_LEVELS.get(lv, '')}\n(n={int((levels == lv).sum())})" for lv in present],
+        fontsize=8,
+    )
+
+
+def _binary_panel(ax, name: str, flags: np.ndarray, weights: np.ndarray) -> None:
+    ax.set(xlabel=name, title=f"weight by `{name}`")
+    present = [v for v in (False, True) if (flags == v).any()]
+    ax.boxplot([weights[flags == v] for v in present], positions=range(len(present)), widths=0.6)
+    ax.set_xticks(
+        range(len(present)),
+        [f"{'yes' if v else 'no'}\n(n={int((flags == v).sum())})" for v in present],
         fontsize=8,
     )
 
@@ -300,7 +318,8 @@ def plot_instance_images(
         for ax, epoch in zip(row_axes, epochs, strict=True):
             ax.imshow(pixels)
             _draw_gt(ax, record, matches[(epoch, image_id)], cmap, norm)
-            ax.set_title(f"image {image_id}, epoch {epoch}", fontsize=9)
+            name = Path(record.file_name).name  # the file the user knows, then the id
+            ax.set_title(f"{name} (id {image_id}), epoch {epoch}", fontsize=9)
             ax.set_axis_off()
     fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap),

@@ -52,10 +52,12 @@ def test_convert_cli_round_trip(tmp_path, capsys):
     assert main(["data", "convert", str(config), "--to", "coco", "--out", str(out)]) == 0
     assert "2 images, 3 annotations, 2 categories" in capsys.readouterr().out
     original = read_dataset(DatasetConfig(format="voc", root=str(tmp_path / "voc")))
-    back = read_dataset(DatasetConfig(format="coco", root="/", ann_file=str(out)))
+    files = [image["file_name"] for image in json.loads(out.read_text())["images"]]
+    assert files == ["../voc/JPEGImages/a.jpg", "../voc/JPEGImages/b.jpg"]  # relative
+    back = read_dataset(DatasetConfig(format="coco", root=str(out.parent), ann_file="coco.json"))
     assert back.class_names == original.class_names
     for a, b in zip(original.records, back.records, strict=True):
-        assert a.file_name == b.file_name
+        assert Path(a.file_name).resolve() == Path(b.file_name).resolve()
         np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.attrs["difficult"], b.attrs["difficult"])

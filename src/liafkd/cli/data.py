@@ -71,7 +71,13 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("convert", help="write a dataset as COCO JSON")
+    parser = sub.add_parser(
+        "convert",
+        help="write a dataset as COCO JSON",
+        description="Image file names are written relative to the output file's folder, "
+        "so the JSON reads back as `format: coco, root: <that folder>, ann_file: OUT.json` "
+        "and moves with the images.",
+    )
     parser.add_argument("dataset_config", metavar="DATASET_CONFIG", help="dataset YAML")
     parser.add_argument("--to", choices=["coco"], required=True, help="target format")
     parser.add_argument("--out", required=True, metavar="OUT.json", help="output file")

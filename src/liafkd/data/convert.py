@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,29 @@ def _annotation(record: ImageRecord, i: int, annotation_id: int) -> dict[str, An
     return annotation
 
 
-def to_coco_dict(index: DatasetIndex) -> dict[str, Any]:
+def relative_file_name(file_name: str, folder: Path) -> str:
+    """`file_name` relative to `folder` with forward slashes (absolute when no relative
+    path exists, e.g. another Windows drive)."""
+    try:
+        return Path(os.path.relpath(Path(file_name).resolve(), folder.resolve())).as_posix()
+    except ValueError:
+        return file_name
+
+
+def to_coco_dict(index: DatasetIndex, relative_to: Path | None = None) -> dict[str, Any]:
     """COCO JSON of the index: category ids are 1-based in class order, annotation
-    ids count from 1, file names stay absolute, and per-instance attributes other
-    than iscrowd (truncated, occluded, alpha, difficult) are extra annotation fields.
-    Ignore boxes are left out."""
+    ids count from 1, file names absolute (or relative to `relative_to`), and
+    per-instance attributes other than iscrowd (truncated, occluded, alpha, difficult)
+    are extra annotation fields. Ignore boxes are left out."""
     images = [
-        {"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height}
+        {
+            "id": r.image_id,
+            "file_name": r.file_name
+            if relative_to is None
+            else relative_file_name(r.file_name, relative_to),
+            "width": r.width,
+            "height": r.height,
+        }
         for r in index.records
     ]
     annotations: list[dict[str, Any]] = []
@@ -47,7 +64,10 @@ def to_coco_dict(index: DatasetIndex) -> dict[str, Any]:
 
 
 def write_coco_json(index: DatasetIndex, out_path: str | Path) -> Path:
+    """The index as COCO JSON at `out_path`, image file names relative to its folder
+    (the file and the images can move together; read it back with `format: coco`,
+    `root:` that folder)."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(to_coco_dict(index)))
+    out_path.write_text(json.dumps(to_coco_dict(index, relative_to=out_path.parent)))
     return out_path
