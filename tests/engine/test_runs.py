@@ -46,3 +46,13 @@ def test_a_distill_build_and_its_checks_read_the_teacher_config_once(
     assert not checks.failed
     assert "sanity" in checks.teacher  # the teacher sanity check ran, on the same config
     assert reads.count("teacher.yaml") == 1
+
+
+def test_doctor_calls_a_train_config_model_a_detector(tiny_config):
+    from liafkd.engine.doctor import model_result
+    from liafkd.engine.runs import build_train_module
+
+    cfg = load_config(tiny_config("teacher"))
+    module = build_train_module(cfg, "teacher.yaml", ["Car", "Pedestrian", "Cyclist"])
+    result = model_result(module, distilling=False)
+    assert "GFL detector" in result.detail and "student" not in result.detail
