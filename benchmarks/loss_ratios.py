@@ -198,6 +198,7 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--teacher-checkpoint", help="default: the bench's trained teacher")
     source.add_argument("--random-teacher", action="store_true")
+    parser.add_argument("--teacher-note", help="how the teacher was trained, for the table")
     parser.add_argument("--out", default=str(RESULTS / "loss_ratios"), help="path stem")
     args = parser.parse_args()
 
@@ -210,13 +211,13 @@ def main() -> None:
         if args.random_teacher:
             checkpoint, described = random_teacher(planned, classes, folder), "random init"
         else:
-            checkpoint = Path(args.teacher_checkpoint or planned.checkpoint)
+            checkpoint = Path(args.teacher_checkpoint or planned.checkpoint).resolve()
             if not checkpoint.is_file():
                 raise SystemExit(
                     f"{checkpoint}: no teacher checkpoint; run `liafkd bench {args.config}` "
                     "first, or pass --teacher-checkpoint PATH or --random-teacher"
                 )
-            described = str(checkpoint)
+            described = args.teacher_note or str(checkpoint)
         teacher = TeacherRun(planned.dataset, planned.key, planned.config, checkpoint)
         rows = {}
         for method in bench.cfg.methods:
