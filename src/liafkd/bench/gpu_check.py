@@ -78,14 +78,14 @@ PAPER = Scale(
     num_workers=8,
     teacher_model={"depth": 101, **PAPER_HEAD},
     student_model={"depth": 50, **PAPER_HEAD},
-    teacher_minutes=1.75,
-    student_minutes=1.0,
+    teacher_minutes=0.75,
+    student_minutes=0.5,
     steps_range=(50, 5000),
     timing_steps=6,
     log_interval=10,
     cost_size=(800, 1333),
     cost_batch=2,
-    cost={"warmup": 3, "steps": 10, "rounds": 2, "inference_runs": 10},
+    cost={"warmup": 2, "steps": 6, "rounds": 1, "inference_runs": 5},
 )
 TINY_HEAD = {"fpn_channels": 16, "head_convs": 1, "head_channels": 16}
 TINY = Scale(
