@@ -39,7 +39,7 @@ import time
 import traceback
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -561,9 +561,11 @@ def plot_curves(students: dict[str, Any], path: Path) -> None:
 # --- main ----------------------------------------------------------------------------
 
 
-def run_check(out: Path, work: Path, tiny: bool, suite: bool, budget_minutes: float) -> int:
+def run_check(
+    out: Path, work: Path, scale: Scale, tiny: bool, suite: bool, budget_minutes: float
+) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    check = Check(out, work, TINY if tiny else PAPER, tiny)
+    check = Check(out, work, scale, tiny)
     check.stage("env", environment)
     pytest_cuda = [sys.executable, "-m", "pytest", "-m", "cuda", "tests/cuda", "-rs"]
     check.stage("cuda_tests", lambda: check.run_logged(pytest_cuda, 300, "cuda_tests.txt"))
@@ -590,11 +592,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-minutes", type=float, default=8.0, help="the suite gets what is left of it"
     )
+    parser.add_argument("--teacher-minutes", type=float, help=f"default {PAPER.teacher_minutes}")
+    parser.add_argument("--student-minutes", type=float, help=f"default {PAPER.student_minutes}")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="liafkd_gpu_check_"))
     if work.exists() and any(work.iterdir()):
         parser.error(f"--work {work}: not empty; give a new folder")
-    return run_check(args.out, work, args.tiny, args.suite, args.budget_minutes)
+    scale = TINY if args.tiny else PAPER
+    minutes = {"teacher_minutes": args.teacher_minutes, "student_minutes": args.student_minutes}
+    scale = replace(scale, **{k: v for k, v in minutes.items() if v is not None})
+    return run_check(args.out, work, scale, args.tiny, args.suite, args.budget_minutes)
 
 
 if __name__ == "__main__":
