@@ -41,6 +41,7 @@ def tiny_experiment(tmp_path: Path, name: str, **train) -> dict:
             "optim": {"type": "adamw", "lr": 0.001},
             "schedule": {"epochs": 2, "warmup_iters": 2, "policy": "cosine"},
             "log_interval": 1,
+            "device": "cpu",  # also on a GPU machine: these runs are the CPU reference
             **train,
         },
     }

@@ -34,6 +34,7 @@ def tiny_bench(folder: Path) -> Path:
         "optim": {"type": "adamw", "lr": 0.001},
         "schedule": {"epochs": 2, "warmup_iters": 2, "policy": "cosine"},
         "log_interval": 1,
+        "device": "cpu",
     }
     raw = {
         "name": "tiny",
@@ -240,12 +241,11 @@ def test_seeds_run_only_their_runs_and_skip_a_run_another_process_holds(bench_do
     results.write_text("\n".join(kept) + "\n")
     executed = []
     monkeypatch.setattr(BenchRunner, "execute", lambda self, spec: executed.append(spec))
+    mimic_seed_1 = (r for r in plan_seed_runs(bench_done, seed=1) if r.method.name == "mimic")
+    held = next(mimic_seed_1).output_dir
     try:
         BenchRunner(load_bench(bench_done)).run(cost=False, seeds=[0])
         assert executed == []
-        held = next(
-            r for r in plan_seed_runs(bench_done, seed=1) if r.method.name == "mimic"
-        ).output_dir
         (held / ".claim").write_text(str(os.getppid()))  # the parent: alive, not us
         BenchRunner(load_bench(bench_done)).run(cost=False, seeds=[1])
         assert [(s.method.name, s.seed) for s in executed] == [("none", 1), ("liaf", 1)]

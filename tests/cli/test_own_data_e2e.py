@@ -23,7 +23,7 @@ TINY_MODEL = {"width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 
 TINY_TEACHER = {
     "model": TINY_MODEL,
     "data": {"augment": {"image_size": [48, 64]}, "batch_size": 3},
-    "train": {"schedule": {"epochs": 1, "warmup_iters": 1}, "val_interval": 1},
+    "train": {"schedule": {"epochs": 1, "warmup_iters": 1}, "val_interval": 1, "device": "cpu"},
 }
 TINY_STUDENT = {"model": TINY_MODEL, "distill": {"checks": {"teacher_sanity": False}}}
 

@@ -135,3 +135,19 @@ def test_checkpoint_saved_on_gpu_loads_and_predicts_on_cpu(tmp_path, cuda_traine
     for g, c in zip(gpu_feats, cpu_feats, strict=True):
         err = (g.float().cpu() - c).norm() / c.norm().clamp_min(1e-12)
         assert err < 1e-3  # TF32 convolutions on the GPU: close, not bit-equal
+
+
+def test_resume_on_gpu_restores_the_rng_of_a_checkpoint_loaded_to_the_gpu(
+    tmp_path, experiment_writer
+):
+    """A checkpoint read with map_location=cuda brings its RNG states on the GPU; resume
+    must hand the generators CPU bytes (found by the first GPU run: TypeError)."""
+    from liafkd.engine.runs import train_detector
+
+    tiny_experiment, write_yaml = experiment_writer
+    raw = tiny_experiment(tmp_path, "resume", device="cuda")
+    config = write_yaml(raw, tmp_path / "resume.yaml")
+    train_detector(str(config), [])
+    first_epoch = tmp_path / "resume" / "checkpoints" / "epoch_1.pt"
+    summary = train_detector(str(config), [], resume=str(first_epoch))
+    assert summary["steps"] > 0
