@@ -42,6 +42,7 @@ def write(tmp_path: Path, raw: dict) -> Path:
 def test_the_presets_are_listed():
     assert preset_names() == [
         "cpu-bccd",
+        "cpu-bccd-calibrated",
         "cpu-smoke",
         "cpu-synthetic",
         "cpu-synthetic-calibrated",
