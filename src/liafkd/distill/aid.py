@@ -25,6 +25,8 @@ Background, attention and (optional) global terms are FGD's in both.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -67,13 +69,13 @@ class _AIDBase(WeightLogged, FocalImitation):
         self,
         channels: int,
         num_levels: int,
-        alpha_fg: float,
-        beta_bg: float,
-        gamma_att: float,
-        lambda_global: float,
-        temperature: float,
-        gaussian_masks: bool,
-        mask_rule: MaskRule,
+        alpha_fg: float = 1e-3,
+        beta_bg: float = 5e-4,
+        gamma_att: float = 5e-4,
+        lambda_global: float = 5e-6,
+        temperature: float = 0.5,
+        gaussian_masks: bool = False,
+        mask_rule: MaskRule = "fgd",
     ) -> None:
         super().__init__(
             channels, num_levels, temperature, gaussian_masks, lambda_global > 0, mask_rule
@@ -108,29 +110,9 @@ class AID(_AIDBase):
     """`aid`: per-level weights exp(-loss_scale * L_T,l) on FGD's foreground terms."""
 
     def __init__(
-        self,
-        channels: int,
-        num_levels: int,
-        alpha_fg: float = 1e-3,
-        beta_bg: float = 5e-4,
-        gamma_att: float = 5e-4,
-        lambda_global: float = 5e-6,
-        temperature: float = 0.5,
-        gaussian_masks: bool = False,
-        mask_rule: MaskRule = "fgd",
-        loss_scale: float = 0.1,
+        self, channels: int, num_levels: int, loss_scale: float = 0.1, **fgd_terms: Any
     ) -> None:
-        super().__init__(
-            channels,
-            num_levels,
-            alpha_fg,
-            beta_bg,
-            gamma_att,
-            lambda_global,
-            temperature,
-            gaussian_masks,
-            mask_rule,
-        )
+        super().__init__(channels, num_levels, **fgd_terms)
         self.loss_scale = loss_scale
 
     def weighted_fg(
@@ -177,29 +159,9 @@ class AIDInstance(_AIDBase):
     """`aid-instance`: per-instance weights N * softmax(-L_T_i / T)."""
 
     def __init__(
-        self,
-        channels: int,
-        num_levels: int,
-        alpha_fg: float = 1e-3,
-        beta_bg: float = 5e-4,
-        gamma_att: float = 5e-4,
-        lambda_global: float = 5e-6,
-        temperature: float = 0.5,
-        gaussian_masks: bool = False,
-        mask_rule: MaskRule = "fgd",
-        weight_temperature: float = 1.0,
+        self, channels: int, num_levels: int, weight_temperature: float = 1.0, **fgd_terms: Any
     ) -> None:
-        super().__init__(
-            channels,
-            num_levels,
-            alpha_fg,
-            beta_bg,
-            gamma_att,
-            lambda_global,
-            temperature,
-            gaussian_masks,
-            mask_rule,
-        )
+        super().__init__(channels, num_levels, **fgd_terms)
         self.weight_temperature = weight_temperature
 
     def weighted_fg(
