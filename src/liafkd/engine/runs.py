@@ -39,6 +39,19 @@ def train_detector(
     cfg = load_config(config, overrides)
     if cfg.distill is not None:
         raise ConfigError(f"{config}: has a `distill:` block; run it with `liafkd distill`")
+    return fit_run(cfg, config, resume, overwrite, strict_resume)
+
+
+def fit_run(
+    cfg: ExperimentConfig,
+    config: str,
+    resume: str | None,
+    overwrite: bool,
+    strict_resume: bool,
+    extra_meta: dict[str, str] | None = None,
+) -> dict:
+    """Open the run folder, build what `cfg` trains (build_train_module), run the checks,
+    train, and complete the summary: the body of `liafkd train` and `liafkd distill`."""
     with (
         distributed_run(cfg.train.device),  # under torchrun: one process per GPU
         open_run_dir(cfg.output_dir, resume is not None, overwrite),  # before building
@@ -46,11 +59,13 @@ def train_detector(
         seed_everything(cfg.train.seed)  # model initialisation follows the seed
         with main_first():  # rank 0 generates synthetic data once
             train_index, val_index = load_indices(cfg)
-        student = build_student(cfg.model, len(train_index.class_names))
-        trainer = Trainer(cfg, DetectorTrainModule(student), train_index, val_index)
-        run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
+        # distillation: every process holds its own frozen teacher; DDP wraps student +
+        # distiller
+        module = build_train_module(cfg, config, train_index.class_names)
+        trainer = Trainer(cfg, module, train_index, val_index, extra_meta=extra_meta)
+        checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
         summary = trainer.fit(resolve_resume(resume, trainer), strict_resume)
-        summary = complete_summary(cfg.output_dir, summary)
+        summary = complete_summary(cfg.output_dir, summary, checks.teacher)
         print(format_final(summary, cfg.output_dir))
     return summary
 
@@ -113,24 +128,7 @@ def distill_student(
 ) -> dict:
     """`liafkd distill` as a function: returns the run's summary."""
     cfg = load_config(config, overrides)
-    with (
-        distributed_run(cfg.train.device),  # under torchrun: one process per GPU
-        open_run_dir(cfg.output_dir, resume is not None, overwrite),  # before building
-    ):
-        seed_everything(cfg.train.seed)  # model initialisation follows the seed
-        with main_first():  # rank 0 generates synthetic data once
-            train_index, val_index = load_indices(cfg)
-        # every process holds its own frozen teacher; DDP wraps student + distiller
-        module = build_distill_module(cfg, config, train_index.class_names)
-        trainer = Trainer(
-            cfg,
-            module,
-            train_index,
-            val_index,
-            extra_meta={"distill_method": cfg.distill["method"]},
-        )
-        checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
-        summary = trainer.fit(resolve_resume(resume, trainer), strict_resume)
-        summary = complete_summary(cfg.output_dir, summary, checks.teacher)
-        print(format_final(summary, cfg.output_dir))
-    return summary
+    if cfg.distill is None:  # else fit_run would train the detector alone
+        raise ConfigError(f"{config}: distill: missing (set at least `method`)")
+    meta = {"distill_method": cfg.distill.get("method")}  # validated when built
+    return fit_run(cfg, config, resume, overwrite, strict_resume, extra_meta=meta)
