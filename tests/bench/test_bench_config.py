@@ -46,6 +46,8 @@ def test_the_presets_are_listed():
         "cpu-smoke",
         "cpu-synthetic",
         "cpu-synthetic-calibrated",
+        "cpu-synthetic-v2",
+        "cpu-synthetic-v2-tune",
         "gpu-coco",
         "gpu-kitti",
     ]
@@ -107,6 +109,8 @@ def test_methods_as_names_and_as_ablation_rows(tmp_path):
         ({"teacher": {"train": {}}}, "either a recipe"),
         ({"comparisons": [["liaf", "fgd"]]}, r"comparisons\.0: 'fgd' not among the methods"),
         ({"comparisons": [["liaf"]]}, r"comparisons\.0"),
+        ({"validity": ["fgd"]}, "validity: 'fgd' is not a method row other than `none`"),
+        ({"validity": ["none"]}, "validity: 'none' is not a method row"),
     ],
 )
 def test_bad_bench_configs_name_the_key(tmp_path, changes, message):

@@ -51,6 +51,28 @@ def test_comparison_table_pairs_by_seed(fake_bench):
     assert "Paired comparisons (method - against, per seed)" in md
 
 
+def test_validity_verdict_is_printed_before_the_ranking(fake_bench):
+    """The published ordering the bench declares, judged on all its seeds, comes before
+    the accuracy table; a row beyond noise holds, one within noise does not."""
+    path = fake_bench / "results.jsonl"
+    records = read_results(path)
+    bench = next(r for r in records if r["kind"] == "bench")
+    bench["validity"] = ["liaf"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    md = write_reports(fake_bench)["markdown"].read_text()
+    verdict = "liaf +1.33 ± 0.29 AP (beyond noise). Verdict: holds."
+    assert verdict in md and md.index(verdict) < md.index("Accuracy (mean ± std over seeds)")
+    liaf_seed_1 = next(r for r in records if r.get("method") == "liaf" and r["seed"] == 1)
+    liaf_seed_1["metrics"]["AP"] = 0.395  # delta -1.0 on seed 1: signs differ
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "(not beyond noise). Verdict: does NOT hold" in md
+    records = [r for r in records if not (r.get("method") == "liaf" and r["seed"] == 2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "liaf pending (2 of 3 seeds). Verdict: not decided yet" in md
+
+
 def test_cost_table_ratios_and_goal(fake_bench):
     cost = load_results(fake_bench).costs["synth"]
     table = cost_table(cost)

@@ -255,6 +255,30 @@ def test_seeds_run_only_their_runs_and_skip_a_run_another_process_holds(bench_do
         (held / ".claim").unlink(missing_ok=True)
 
 
+def test_methods_run_only_their_rows(bench_done, monkeypatch):
+    """`--methods`: the rows that gate the others (a validity check) run first."""
+    results = load_bench(bench_done).output_dir / "results.jsonl"
+    before = results.read_text()
+    kept = [line for line in before.splitlines() if json.loads(line)["kind"] != "run"]
+    results.write_text("\n".join(kept) + "\n")
+    executed = []
+    monkeypatch.setattr(BenchRunner, "execute", lambda self, spec: executed.append(spec))
+    try:
+        BenchRunner(load_bench(bench_done)).run(cost=False, methods=["none", "liaf"], seeds=[1])
+        assert [(s.method.name, s.seed) for s in executed] == [("none", 1), ("liaf", 1)]
+    finally:
+        results.write_text(before)
+
+
+def test_cli_refuses_methods_the_bench_does_not_have(bench_done, capsys):
+    from liafkd.cli.main import main
+
+    assert main(["bench", str(bench_done), "--methods", "none", "fgd"]) == 2
+    assert "--methods ['fgd']: the bench's rows are ['none', 'mimic', 'liaf']" in (
+        capsys.readouterr().err
+    )
+
+
 def plan_seed_runs(config: Path, seed: int) -> list:
     bench = load_bench(config)
     teacher = plan_teacher(bench, "synth")

@@ -114,6 +114,21 @@ def test_loader_same_batches_with_a_worker(index):
         assert _same(_batches(inline), _batches(worker))
 
 
+def test_cached_images_give_the_same_batches_and_are_decoded_once(index, monkeypatch):
+    import liafkd.data.dataset as dataset_module
+
+    aug = _aug(hflip=0.5, multiscale=[(48, 80), (60, 100)])
+    plain = build_loader(index, aug, 2, train=True, num_workers=0, seed=3)
+    cached = build_loader(index, aug, 2, train=True, num_workers=0, seed=3, cache_images=True)
+    decoded = []
+    load = dataset_module.load_image
+    monkeypatch.setattr(dataset_module, "load_image", lambda p: decoded.append(p) or load(p))
+    for _epoch in range(3):
+        assert _same(_batches(plain), _batches(cached))
+    assert len(decoded) == 3 * len(SIZES) + len(SIZES)  # plain: every epoch; cached: once
+    assert len(cached.dataset.cache) == len(SIZES)
+
+
 def test_epochs_differ(index):
     loader = build_loader(index, _aug(hflip=0.5), 5, train=True, num_workers=0, seed=0)
     assert not _same(_batches(loader), _batches(loader))

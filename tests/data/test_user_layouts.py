@@ -89,6 +89,19 @@ def test_ratio_split_parts_are_disjoint_and_seeded(tmp_path):
     assert stems(again) == stems(val) and stems(other) != stems(val)
 
 
+def test_ratio_split_within_a_split_stays_inside_it(tmp_path):
+    """A tuning split carved from the training set never touches the validation set."""
+    root = tutorial_layout(tmp_path / "cells")  # train.csv: 6 photos, val.csv: 2
+    carve = {"ratio": 0.5, "seed": 4, "within": "train.csv"}
+    tune_train = read_dataset(voc(root, SplitRatio(**carve, part="train")))
+    tune_val = read_dataset(voc(root, SplitRatio(**carve, part="val")))
+    assert (len(tune_train.records), len(tune_val.records)) == (3, 3)
+    assert sorted(stems(tune_train) + stems(tune_val)) == stems(
+        read_dataset(voc(root, "train.csv"))
+    )
+    assert not set(stems(tune_val)) & {"photo_003", "photo_007"}  # val.csv's photos
+
+
 def test_experiment_config_gives_train_and_val_their_ratio_parts(tmp_path, tiny_config):
     root = tutorial_layout(tmp_path / "cells")
     raw = yaml.safe_load(tiny_config().read_text())

@@ -253,3 +253,30 @@ def test_nonfinite_share_of_the_run_stops_it(tiny_config, tmp_path, monkeypatch,
     assert "3 of 6 steps skipped for a non-finite loss (50% > train.max_nonfinite_share 20%)" in err
     assert "the last at epoch 2, batch 2/3" in err
     assert not (tmp_path / "nan" / "final.pt").exists()
+
+
+def test_channels_last_teacher_changes_layout_not_values(tiny_distill_runs):
+    """`train.channels_last: teacher` stores the frozen teacher NHWC; the student stays
+    NCHW and a distillation step's loss terms match the contiguous run's."""
+    from liafkd.engine.build import load_indices
+    from liafkd.engine.runs import build_distill_module
+    from liafkd.engine.trainer import Trainer, seed_everything
+
+    path = tiny_distill_runs["liaf"]
+    terms = {}
+    for layout in ("off", "teacher"):
+        cfg = load_config(path)
+        cfg.train.channels_last = layout
+        train_index, val_index = load_indices(cfg)
+        seed_everything(0)
+        module = build_distill_module(cfg, str(path), train_index.class_names)
+        trainer = Trainer(cfg, module, train_index, val_index)
+        weight = module.teacher.backbone.conv1.weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) == (layout == "teacher")
+        assert module.student.backbone.conv1.weight.is_contiguous()
+        images, targets, _ = next(iter(trainer.loader))
+        with torch.no_grad():
+            terms[layout] = {k: float(v) for k, v in trainer.module(images, targets).items()}
+    assert terms["teacher"].keys() == terms["off"].keys()
+    for name, value in terms["off"].items():
+        assert terms["teacher"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name

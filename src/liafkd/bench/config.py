@@ -17,6 +17,7 @@
                             options: {liaf: {selector: {objective: adversarial}}}}]
     distill_options: {checks: {teacher_sanity: false}}  # merged into every method's block
     seeds: [0, 1, 2]
+    validity: [mimic, fgd]   # each must beat `none` beyond noise; the report says first
 
 Relative dataset roots and teacher paths resolve against the bench file; output_dir
 and work_dir against the current directory (as `output_dir` of an experiment).
@@ -89,6 +90,7 @@ class DatasetEntry(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     batch_size: int = Field(default=8, ge=1)
     num_workers: int = Field(default=0, ge=0)
+    cache_images: bool = False  # data.cache_images of every run (speed only: not in keys)
     teacher: TeacherSpec | None = None  # overrides the bench's teacher for this dataset
 
 
@@ -125,6 +127,9 @@ class BenchConfig(StrictModel):
     # [method, against]: extra paired deltas in the report, e.g. what a selector adds
     # to the method it wraps (every table already compares each row with `none`)
     comparisons: list[tuple[str, str]] = Field(default_factory=list)
+    # the published ordering the bench must reproduce before any row is read: each of
+    # these rows above `none` on AP beyond noise (the report prints it first)
+    validity: list[str] = Field(default_factory=list)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -148,6 +153,9 @@ class BenchConfig(StrictModel):
             if unknown:
                 missing = ", ".join(map(repr, unknown))
                 raise ValueError(f"comparisons.{k}: {missing} not among the methods {names}")
+        for name in self.validity:
+            if name not in names or name == BASELINE:
+                raise ValueError(f"validity: {name!r} is not a method row other than `none`")
         return self
 
     def method(self, name: str) -> MethodEntry:

@@ -215,6 +215,38 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     return Table(headers, rows)
 
 
+def validity_verdict(results: BenchResults, dataset: str) -> str:
+    """Whether the bench reproduces the published ordering it declares (`validity`):
+    every listed row above `none` on AP beyond noise, on all of the bench's seeds."""
+    rows = results.bench.get("validity") or []
+    if not rows:
+        return ""
+    seeds = len(results.bench.get("seeds", [])) or 1
+    baseline = results.values(dataset, BASELINE, "AP")
+    parts, verdicts = [], []
+    for method in rows:
+        d = paired_delta(results.values(dataset, method, "AP"), baseline)
+        if d is None or d.n < seeds:
+            done = 0 if d is None else d.n
+            parts.append(f"{method} pending ({done} of {seeds} seeds)")
+            verdicts.append(None)
+            continue
+        noise = "beyond noise" if d.beyond_noise else "not beyond noise"
+        parts.append(f"{method} {fmt_delta(d)} AP ({noise})")
+        verdicts.append(bool(d.beyond_noise))
+    if None in verdicts:
+        verdict = "not decided yet: read no row as a ranking until it is"
+    elif all(verdicts):
+        verdict = "holds"
+    else:
+        verdict = "does NOT hold: this bench cannot rank methods; the rows below are not a ranking"
+    return (
+        f"**Validity (the published ordering, checked before any ranking):** each of "
+        f"{', '.join(rows)} above `none` on AP beyond noise. {'; '.join(parts)}. "
+        f"Verdict: {verdict}."
+    )
+
+
 def comparison_table(results: BenchResults, dataset: str) -> Table | None:
     """The bench's `comparisons`: paired per-seed deltas between two methods."""
     runs = results.runs[dataset]
@@ -370,6 +402,9 @@ def report_sections(
                 + (f" {KITTI_NOTE}" if has_kitti(results, dataset) else "")
             )
         if dataset in results.runs:
+            validity = validity_verdict(results, dataset)
+            if validity:
+                section.text(validity)
             section.table("Accuracy (mean ± std over seeds)", method_table(results, dataset))
             section.text(NOISE_RULE)
             pairs = comparison_table(results, dataset)

@@ -224,12 +224,14 @@ def data_block(bench: LoadedBench, dataset: str) -> dict[str, Any]:
         "augment": entry.augment.model_dump(mode="json"),
         "batch_size": entry.batch_size,
         "num_workers": entry.num_workers,
+        "cache_images": entry.cache_images,
     }
 
 
 def portable_data(bench: LoadedBench, dataset: str) -> dict[str, Any]:
     """data_block with relative roots: what hashes depend on."""
     data = data_block(bench, dataset)
+    del data["cache_images"]  # the same values either way: a run's key does not change
     base = bench.source.parent
     train, val = bench.datasets[dataset]
     data["train"] = portable_dataset(train, base)
@@ -435,8 +437,17 @@ class BenchRunner:
         self.done = latest_by_key(read_results(self.results_path))
 
     def run(
-        self, cost: bool = True, redo_cost: bool = False, seeds: list[int] | None = None
+        self,
+        cost: bool = True,
+        redo_cost: bool = False,
+        seeds: list[int] | None = None,
+        methods: list[str] | None = None,
     ) -> None:
+        def wanted(spec: RunSpec) -> bool:
+            return (seeds is None or spec.seed in seeds) and (
+                methods is None or spec.method.name in methods
+            )
+
         plans = {}
         for dataset in self.bench.datasets:
             teacher = plan_teacher(self.bench, dataset)
@@ -444,9 +455,7 @@ class BenchRunner:
             plans[dataset] = (teacher, runs, self.cost_key(teacher, runs))
         self.record_bench(plans)
         for dataset, (teacher, runs, cost_key) in plans.items():
-            pending = [
-                r for r in runs if r.key not in self.done and (seeds is None or r.seed in seeds)
-            ]
+            pending = [r for r in runs if r.key not in self.done and wanted(r)]
             need_cost = (
                 cost and self.bench.cfg.cost.enabled and (redo_cost or cost_key not in self.done)
             )
@@ -456,7 +465,7 @@ class BenchRunner:
                 self.prepare_teacher(teacher)
             for number, spec in enumerate(runs, start=1):
                 where = f"[{dataset} {number}/{len(runs)}] {spec.method.name} seed {spec.seed}"
-                if seeds is not None and spec.seed not in seeds:
+                if not wanted(spec):
                     continue
                 with claim(spec.output_dir) as mine:
                     self.refresh()
@@ -482,6 +491,7 @@ class BenchRunner:
             "methods": [m.model_dump(mode="json") for m in cfg.methods],
             "seeds": cfg.seeds,
             "comparisons": [list(pair) for pair in cfg.comparisons],
+            "validity": cfg.validity,
             "datasets": {
                 name: {
                     "format": train.format,
@@ -599,10 +609,11 @@ def run_bench(
     redo_cost: bool = False,
     report: bool = True,
     seeds: list[int] | None = None,
+    methods: list[str] | None = None,
 ) -> Path:
-    """Run what is not done yet (of `seeds` only, when given), then write the reports;
-    returns the output folder."""
-    BenchRunner(bench).run(cost=cost, redo_cost=redo_cost, seeds=seeds)
+    """Run what is not done yet (of `seeds` and `methods` only, when given), then write
+    the reports; returns the output folder."""
+    BenchRunner(bench).run(cost=cost, redo_cost=redo_cost, seeds=seeds, methods=methods)
     if report:
         from liafkd.bench.report import write_reports
 

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run only these of the config's seeds (split a bench over processes or "
         "machines sharing output_dir; each skips runs another has finished)",
     )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="run only these rows (by name) of the config's methods: run the rows that "
+        "gate the others first (e.g. the validity rows), or split a bench over sittings",
+    )
     p.add_argument("--readme", type=Path, help="with `report`: README to update")
     p.add_argument("--name", help="with `report --readme`: marker name (default: the bench's)")
     p.set_defaults(func=run)
@@ -62,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: --seeds {unknown}: the bench's seeds are {bench.cfg.seeds}", file=sys.stderr)
         return 2
+    names = [m.name for m in bench.cfg.methods]
+    unknown_methods = [m for m in args.methods or [] if m not in names]
+    if unknown_methods:
+        print(f"error: --methods {unknown_methods}: the bench's rows are {names}", file=sys.stderr)
+        return 2
     if args.estimate:
         from liafkd.bench.estimate import estimate_wall_time, format_estimate
 
@@ -69,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"bench {bench.cfg.name}: expected wall time {bench.cfg.expected_wall_time}")
     try:
-        out = run_bench(bench, cost=not args.no_cost, redo_cost=args.redo_cost, seeds=args.seeds)
+        out = run_bench(
+            bench,
+            cost=not args.no_cost,
+            redo_cost=args.redo_cost,
+            seeds=args.seeds,
+            methods=args.methods,
+        )
     except TrainingInterrupted as e:
         print(
             f"bench interrupted by signal {e.signum}; the run in progress saved a checkpoint. "

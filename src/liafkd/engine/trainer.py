@@ -143,6 +143,12 @@ class Trainer:
         self.dist = context()
         self.device = resolve_device(cfg.train.device)
         self.module = train_module.to(self.device)
+        self.memory_format = (
+            torch.channels_last if cfg.train.channels_last == "all" else torch.contiguous_format
+        )
+        self.module.to(memory_format=self.memory_format)
+        if cfg.train.channels_last == "teacher" and hasattr(self.module, "teacher"):
+            self.module.teacher.to(memory_format=torch.channels_last)
         self.train_index = train_index
         self.val_index = val_index
         self.out_dir = Path(cfg.output_dir)
@@ -163,6 +169,7 @@ class Trainer:
             seed=cfg.train.seed,
             sampler=self.sampler,
             drop_unreadable=cfg.data.train.policy == "drop",
+            cache_images=cfg.data.cache_images,
         )
         # DistributedDataParallel over the student and distiller (the teacher is outside
         # the module tree); the optimizer must see the parameters after SyncBN conversion
@@ -376,6 +383,7 @@ class Trainer:
     ) -> dict[str, float] | None:
         """One optimizer step; returns the loss terms, or None when skipped."""
         lr = self.set_lr()
+        images = images.contiguous(memory_format=self.memory_format)
         with self.autocast():
             terms = self.step_module(images, targets)
         loss = sum(terms.values())

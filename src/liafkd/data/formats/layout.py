@@ -48,7 +48,8 @@ def describe_split(split: str | SplitRatio) -> str:
     """The split as one line of text (for summaries and JSON)."""
     if isinstance(split, SplitRatio):
         part = f", {split.part} part" if split.part else ""
-        return f"ratio {split.ratio} seed {split.seed}{part}"
+        within = f" of {split.within}" if split.within else ""
+        return f"ratio {split.ratio} seed {split.seed}{part}{within}"
     return split
 
 
@@ -106,7 +107,14 @@ def select_stems(
     format's own named split (`named(name)`)."""
     split = cfg.split
     if isinstance(split, SplitRatio):
-        return ratio_part(all_stems(), split)
+        pool = all_stems() if split.within is None else _named_or_listed(cfg, split.within, named)
+        return ratio_part(pool, split)
+    return _named_or_listed(cfg, split, named)
+
+
+def _named_or_listed(
+    cfg: DatasetConfig, split: str, named: Callable[[str], list[str]]
+) -> list[str]:
     if is_split_list(split):
         return read_split_list(resolve_under_root(cfg, split))
     return named(split)
