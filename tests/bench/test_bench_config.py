@@ -43,6 +43,7 @@ def test_the_presets_are_listed():
     assert preset_names() == [
         "cpu-bccd",
         "cpu-bccd-calibrated",
+        "cpu-bccd-v2",
         "cpu-smoke",
         "cpu-synthetic",
         "cpu-synthetic-calibrated",

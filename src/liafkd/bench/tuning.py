@@ -1,0 +1,55 @@
+"""The selection rule of a tuning bench (cpu-synthetic-v2-tune): which LIAF-KD row wins.
+
+Among the rows whose method is `liaf` (uniform weights included) and that ran on the
+most seeds (all rows after stages 1-2, which run seed 0; the top rows once stage 3 has
+rerun them on seeds 1 and 2), the highest mean tuning-val AP leads; a row within TIE_AP
+of the leader whose step costs less (mean training seconds per step over its runs) wins
+instead. benchmarks/tuning_pick.py applies it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from liafkd.bench.report import load_results
+
+TIE_AP = 0.3  # percent AP
+
+
+def candidates(folder: Path) -> list[dict]:
+    results = load_results(folder)
+    rows = []
+    for dataset in results.datasets():
+        methods = {m["name"]: m for m in results.bench.get("methods", [])}
+        for name, by_seed in results.runs.get(dataset, {}).items():
+            if methods.get(name, {}).get("method") != "liaf":
+                continue
+            ap = {s: 100 * r["metrics"]["AP"] for s, r in by_seed.items()}
+            per_step = [r["timings"]["train_s"] / r["timings"]["steps"] for r in by_seed.values()]
+            rows.append(
+                {
+                    "row": name,
+                    "options": methods[name].get("options", {}),
+                    "ap_by_seed": ap,
+                    "mean_ap": statistics.fmean(ap.values()),
+                    "seeds": sorted(ap),
+                    "s_per_step": statistics.fmean(per_step),
+                }
+            )
+    return sorted(rows, key=lambda r: -r["mean_ap"])
+
+
+def pick(rows: list[dict]) -> dict:
+    """The rule: among the rows run on the most seeds (stage 3's confirmed rows once it
+    has run), the highest mean AP leads; a cheaper one within TIE_AP of it wins."""
+    most = max(len(r["seeds"]) for r in rows)
+    confirmed = sorted((r for r in rows if len(r["seeds"]) == most), key=lambda r: -r["mean_ap"])
+    leader = winner = confirmed[0]
+    for row in confirmed[1:]:
+        if (
+            row["mean_ap"] >= leader["mean_ap"] - TIE_AP
+            and row["s_per_step"] < winner["s_per_step"]
+        ):
+            winner = row
+    return winner

@@ -1,0 +1,40 @@
+"""The tuning bench's selection rule, on hand-made rows."""
+
+from liafkd.bench.tuning import pick
+
+
+def row(name: str, ap: dict[int, float], s_per_step: float) -> dict:
+    return {
+        "row": name,
+        "options": {},
+        "ap_by_seed": ap,
+        "mean_ap": sum(ap.values()) / len(ap),
+        "seeds": sorted(ap),
+        "s_per_step": s_per_step,
+    }
+
+
+def ranked(*rows: dict) -> list[dict]:
+    return sorted(rows, key=lambda r: -r["mean_ap"])
+
+
+def test_the_highest_mean_ap_wins_when_nothing_cheaper_is_close():
+    meta = row("meta", {0: 12.0, 1: 12.4}, 0.40)
+    joint = row("joint", {0: 11.5, 1: 11.7}, 0.20)  # 0.6 below on shared seeds
+    assert pick(ranked(joint, meta))["row"] == "meta"
+
+
+def test_a_cheaper_row_within_the_tie_band_wins():
+    meta = row("meta", {0: 12.0, 1: 12.4}, 0.40)
+    joint = row("joint", {0: 11.8, 1: 12.2}, 0.20)  # 0.2 below: a tie, and cheaper
+    aligned = row("aligned", {0: 11.9, 1: 12.3}, 0.25)  # also a tie, dearer than joint
+    assert pick(ranked(joint, meta, aligned))["row"] == "joint"
+
+
+def test_only_rows_run_on_the_most_seeds_can_win():
+    # after stage 3 the confirmed rows have seeds 0-2; a seed-0-only row that looks
+    # better (or ties and is cheaper) on its one seed is not confirmed and cannot win
+    leader = row("meta", {0: 10.0, 1: 14.0, 2: 14.0}, 0.40)
+    lucky = row("joint-lam1", {0: 15.0}, 0.20)
+    second = row("aligned", {0: 10.5, 1: 13.0, 2: 13.0}, 0.25)  # 1.5 below
+    assert pick(ranked(lucky, leader, second))["row"] == "meta"
