@@ -73,6 +73,18 @@ def test_validity_verdict_is_printed_before_the_ranking(fake_bench):
     assert "liaf pending (2 of 3 seeds). Verdict: not decided yet" in md
 
 
+def test_teacher_curve_says_what_its_last_third_added(fake_bench):
+    path = fake_bench / "results.jsonl"
+    records = read_results(path)
+    teacher = next(r for r in records if r["kind"] == "teacher")
+    teacher["epochs"] = [{"epoch": e, "AP": ap} for e, ap in ((3, 0.2), (6, 0.4), (9, 0.45))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    md = write_reports(fake_bench)["markdown"].read_text()
+    # the last third of 9 epochs starts at epoch 6: 45.0 - 40.0
+    assert "Teacher validation AP by epoch: 3: 20.0, 6: 40.0, 9: 45.0." in md
+    assert "Its last third of epochs (6 to 9) added +5.0 AP." in md
+
+
 def test_cost_table_ratios_and_goal(fake_bench):
     cost = load_results(fake_bench).costs["synth"]
     table = cost_table(cost)

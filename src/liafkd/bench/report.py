@@ -247,6 +247,28 @@ def validity_verdict(results: BenchResults, dataset: str) -> str:
     )
 
 
+def teacher_curve(results: BenchResults, dataset: str) -> str:
+    """The teacher's validation AP by epoch, and what its last third of epochs added:
+    whether it was trained until its AP stopped rising."""
+    teacher = results.teachers.get(dataset) or {}
+    points = [(p["epoch"], p["AP"]) for p in teacher.get("epochs") or [] if p.get("AP") is not None]
+    if len(points) < 2:
+        return ""
+    last_epoch = points[-1][0]
+    cut = last_epoch - last_epoch / 3
+    before = [ap for epoch, ap in points if epoch <= cut]
+    gain = (
+        ""
+        if not before
+        else (
+            f" Its last third of epochs ({cut:.0f} to {last_epoch}) added "
+            f"{100 * (points[-1][1] - before[-1]):+.1f} AP."
+        )
+    )
+    curve = ", ".join(f"{epoch}: {100 * ap:.1f}" for epoch, ap in points)
+    return f"Teacher validation AP by epoch: {curve}.{gain}"
+
+
 def comparison_table(results: BenchResults, dataset: str) -> Table | None:
     """The bench's `comparisons`: paired per-seed deltas between two methods."""
     runs = results.runs[dataset]
@@ -407,6 +429,9 @@ def report_sections(
                 section.text(validity)
             section.table("Accuracy (mean ± std over seeds)", method_table(results, dataset))
             section.text(NOISE_RULE)
+            curve = teacher_curve(results, dataset)
+            if curve:
+                section.text(curve)
             pairs = comparison_table(results, dataset)
             if pairs is not None:
                 section.table(COMPARISONS_CAPTION, pairs)
