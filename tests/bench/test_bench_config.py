@@ -48,6 +48,8 @@ def test_the_presets_are_listed():
         "cpu-synthetic",
         "cpu-synthetic-calibrated",
         "cpu-synthetic-v2",
+        "cpu-synthetic-v2-2ep",
+        "cpu-synthetic-v2-4ep",
         "cpu-synthetic-v2-tune",
         "gpu-coco",
         "gpu-kitti",
