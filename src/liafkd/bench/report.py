@@ -576,10 +576,16 @@ def readme_section(results: BenchResults, output_dir: Path, readme_dir: Path) ->
     ]
     for dataset in results.datasets():
         if dataset in results.runs:
+            validity = validity_verdict(results, dataset)
+            if validity:
+                lines += [validity, ""]
             lines += [f"**{results.name} / {dataset}**: accuracy (mean ± std over seeds)", ""]
             lines += [markdown_table(method_table(results, dataset)), ""]
             if has_kitti(results, dataset):
                 lines += [KITTI_NOTE, ""]
+            curve = teacher_curve(results, dataset)
+            if curve:
+                lines += [curve, ""]
             pairs = comparison_table(results, dataset)
             if pairs is not None:
                 lines += [f"**{results.name} / {dataset}**: {COMPARISONS_CAPTION.lower()}", ""]
