@@ -50,6 +50,7 @@ def test_the_presets_are_listed():
         "cpu-synthetic-v2",
         "cpu-synthetic-v2-2ep",
         "cpu-synthetic-v2-4ep",
+        "cpu-synthetic-v2-small",
         "cpu-synthetic-v2-tune",
         "gpu-coco",
         "gpu-kitti",
