@@ -47,12 +47,16 @@ def table() -> Table:
         dataset = results.datasets()[0]
         none = results.values(dataset, BASELINE, "AP")
         row = [f"`{name}`", what, str(len(none)), fmt_summary(summarize(none.values()))]
+        seeds = len(results.bench.get("seeds", [])) or 1
         verdicts = []
         for method in rows_of:
             d = paired_delta(results.values(dataset, method, "AP"), none)
-            row.append("-" if d is None else f"{fmt_delta(d)} ({fmt_noise(d)})")
-            verdicts.append(d is not None and d.n >= 3 and bool(d.beyond_noise))
-        row.append("holds" if all(verdicts) else "does not hold")
+            row.append("-" if d is None else f"{fmt_delta(d)} ({fmt_noise(d)}, n={d.n})")
+            verdicts.append(None if d is None or d.n < seeds else bool(d.beyond_noise))
+        if None in verdicts:
+            row.append("pending")
+        else:
+            row.append("holds" if all(verdicts) else "does not hold")
         rows.append(row)
     return Table(headers, rows)
 
