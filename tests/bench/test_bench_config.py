@@ -52,6 +52,7 @@ def test_the_presets_are_listed():
         "cpu-synthetic-v2-4ep",
         "cpu-synthetic-v2-small",
         "cpu-synthetic-v2-tune",
+        "cpu-synthetic-v2-w12",
         "gpu-coco",
         "gpu-kitti",
     ]
