@@ -89,8 +89,7 @@ def main() -> None:
         with torch.no_grad():
             return model.forward_train(images, targets).losses
 
-    with torch.no_grad():
-        ref, nhwc = teacher_forward(teacher), teacher_forward(teacher_nhwc)
+    ref, nhwc = teacher_forward(teacher), teacher_forward(teacher_nhwc)
     max_rel = max(float((ref[k] - nhwc[k]).abs() / ref[k].abs().clamp_min(1e-12)) for k in ref)
 
     parts: dict[str, Callable[[], object]] = {

@@ -3,8 +3,9 @@
     python benchmarks/validity_table.py [--readme README.md]
 
 Reads the committed results of cpu-synthetic-v2 and its diagnoses (-4ep, -2ep, -small)
-and prints, per bench, `none`'s AP and each validity row's ΔAP to `none` paired by seed
-(mean ± std, beyond noise or not), with the bench's verdict. With --readme it rewrites
+and prints, per bench, `none`'s AP and each row of its `validity` list as ΔAP to `none`
+paired by seed (mean ± std, beyond noise or not), with the bench's verdict
+(liafkd.bench.report.validity_checks, as in each bench's report). With --readme it rewrites
 the README between <!-- bench:v2-validity:start --> and <!-- bench:v2-validity:end -->.
 """
 
@@ -22,8 +23,10 @@ from liafkd.bench.report import (
     load_results,
     markdown_table,
     replace_between_markers,
+    validity_checks,
+    validity_state,
 )
-from liafkd.bench.stats import paired_delta, summarize
+from liafkd.bench.stats import summarize
 
 ROOT = Path(__file__).resolve().parent
 BENCHES = {
@@ -35,28 +38,23 @@ BENCHES = {
 
 
 def table() -> Table:
-    rows_of = ["mimic", "fgd", "crosskd"]
+    loaded = [
+        (name, what, load_results(ROOT / name))
+        for name, what in BENCHES.items()
+        if (ROOT / name / "results.jsonl").is_file()
+    ]
+    columns = loaded[0][2].bench.get("validity", []) if loaded else []
     headers = ["bench", "student trained on", "seeds", "none AP"]
-    headers += [f"Δ{m} (beyond noise?)" for m in rows_of] + ["validity"]
+    headers += [f"Δ{m} (beyond noise?)" for m in columns] + ["validity"]
     rows = []
-    for name, what in BENCHES.items():
-        folder = ROOT / name
-        if not (folder / "results.jsonl").is_file():
-            continue
-        results = load_results(folder)
+    for name, what, results in loaded:
         dataset = results.datasets()[0]
         none = results.values(dataset, BASELINE, "AP")
         row = [f"`{name}`", what, str(len(none)), fmt_summary(summarize(none.values()))]
-        seeds = len(results.bench.get("seeds", [])) or 1
-        verdicts = []
-        for method in rows_of:
-            d = paired_delta(results.values(dataset, method, "AP"), none)
+        checks = validity_checks(results, dataset)
+        for _method, d, _passed in checks:
             row.append("-" if d is None else f"{fmt_delta(d)} ({fmt_noise(d)}, n={d.n})")
-            verdicts.append(None if d is None or d.n < seeds else bool(d.beyond_noise))
-        if None in verdicts:
-            row.append("pending")
-        else:
-            row.append("holds" if all(verdicts) else "does not hold")
+        row.append(validity_state(checks))
         rows.append(row)
     return Table(headers, rows)
 

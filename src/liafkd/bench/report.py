@@ -215,35 +215,56 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     return Table(headers, rows)
 
 
+def validity_checks(
+    results: BenchResults, dataset: str
+) -> list[tuple[str, PairedDelta | None, bool | None]]:
+    """Each row of the bench's `validity` list: its AP delta to `none` paired by seed,
+    and whether it is above `none` beyond noise (None until it ran all the bench's seeds)."""
+    seeds = len(results.bench.get("seeds", [])) or 1
+    baseline = results.values(dataset, BASELINE, "AP")
+    checks = []
+    for method in results.bench.get("validity") or []:
+        d = paired_delta(results.values(dataset, method, "AP"), baseline)
+        passed = None if d is None or d.n < seeds else bool(d.beyond_noise)
+        checks.append((method, d, passed))
+    return checks
+
+
+def validity_state(checks: list[tuple[str, PairedDelta | None, bool | None]]) -> str:
+    """`pending` while a row misses seeds, else `holds` or `does not hold`."""
+    passed = [p for _, _, p in checks]
+    if None in passed:
+        return "pending"
+    return "holds" if all(passed) else "does not hold"
+
+
+VERDICTS = {
+    "pending": "not decided yet: read no row as a ranking until it is",
+    "holds": "holds",
+    "does not hold": "does NOT hold: this bench cannot rank methods; the rows below are not a "
+    "ranking",
+}
+
+
 def validity_verdict(results: BenchResults, dataset: str) -> str:
     """Whether the bench reproduces the published ordering it declares (`validity`):
     every listed row above `none` on AP beyond noise, on all of the bench's seeds."""
-    rows = results.bench.get("validity") or []
-    if not rows:
+    checks = validity_checks(results, dataset)
+    if not checks:
         return ""
     seeds = len(results.bench.get("seeds", [])) or 1
-    baseline = results.values(dataset, BASELINE, "AP")
-    parts, verdicts = [], []
-    for method in rows:
-        d = paired_delta(results.values(dataset, method, "AP"), baseline)
-        if d is None or d.n < seeds:
-            done = 0 if d is None else d.n
-            parts.append(f"{method} pending ({done} of {seeds} seeds)")
-            verdicts.append(None)
-            continue
-        noise = "beyond noise" if d.beyond_noise else "not beyond noise"
-        parts.append(f"{method} {fmt_delta(d)} AP ({noise})")
-        verdicts.append(bool(d.beyond_noise))
-    if None in verdicts:
-        verdict = "not decided yet: read no row as a ranking until it is"
-    elif all(verdicts):
-        verdict = "holds"
-    else:
-        verdict = "does NOT hold: this bench cannot rank methods; the rows below are not a ranking"
+    parts = []
+    for method, d, passed in checks:
+        if passed is None:
+            parts.append(f"{method} pending ({0 if d is None else d.n} of {seeds} seeds)")
+        else:
+            noise = "beyond noise" if passed else "not beyond noise"
+            parts.append(f"{method} {fmt_delta(d)} AP ({noise})")
+    rows = ", ".join(method for method, _, _ in checks)
     return (
         f"**Validity (the published ordering, checked before any ranking):** each of "
-        f"{', '.join(rows)} above `none` on AP beyond noise. {'; '.join(parts)}. "
-        f"Verdict: {verdict}."
+        f"{rows} above `none` on AP beyond noise. {'; '.join(parts)}. "
+        f"Verdict: {VERDICTS[validity_state(checks)]}."
     )
 
 
@@ -257,14 +278,10 @@ def teacher_curve(results: BenchResults, dataset: str) -> str:
     last_epoch = points[-1][0]
     cut = last_epoch - last_epoch / 3
     before = [ap for epoch, ap in points if epoch <= cut]
-    gain = (
-        ""
-        if not before
-        else (
-            f" Its last third of epochs ({cut:.0f} to {last_epoch}) added "
-            f"{100 * (points[-1][1] - before[-1]):+.1f} AP."
-        )
-    )
+    gain = ""
+    if before:
+        added = 100 * (points[-1][1] - before[-1])
+        gain = f" Its last third of epochs ({cut:.0f} to {last_epoch}) added {added:+.1f} AP."
     curve = ", ".join(f"{epoch}: {100 * ap:.1f}" for epoch, ap in points)
     return f"Teacher validation AP by epoch: {curve}.{gain}"
 

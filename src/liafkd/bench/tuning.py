@@ -19,9 +19,9 @@ TIE_AP = 0.3  # percent AP
 
 def candidates(folder: Path) -> list[dict]:
     results = load_results(folder)
+    methods = {m["name"]: m for m in results.bench.get("methods", [])}
     rows = []
     for dataset in results.datasets():
-        methods = {m["name"]: m for m in results.bench.get("methods", [])}
         for name, by_seed in results.runs.get(dataset, {}).items():
             if methods.get(name, {}).get("method") != "liaf":
                 continue
