@@ -53,6 +53,7 @@ def test_the_presets_are_listed():
         "cpu-synthetic-v2-small",
         "cpu-synthetic-v2-tune",
         "cpu-synthetic-v2-w12",
+        "cpu-synthetic-v2-w12-tune",
         "gpu-coco",
         "gpu-kitti",
     ]
