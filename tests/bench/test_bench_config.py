@@ -51,6 +51,7 @@ def test_the_presets_are_listed():
         "cpu-synthetic-v2-2ep",
         "cpu-synthetic-v2-4ep",
         "cpu-synthetic-v2-small",
+        "cpu-synthetic-v2-t8",
         "cpu-synthetic-v2-tune",
         "cpu-synthetic-v2-w12",
         "cpu-synthetic-v2-w12-tune",
