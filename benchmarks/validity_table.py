@@ -2,8 +2,8 @@
 
     python benchmarks/validity_table.py [--readme README.md]
 
-Reads the committed results of cpu-synthetic-v2 and its diagnoses (-4ep, -2ep, -small)
-and prints, per bench, `none`'s AP and each row of its `validity` list as ΔAP to `none`
+Reads the committed results of cpu-synthetic-v2 and its diagnoses (-4ep, -2ep, -small,
+-w12, -t8) and prints, per bench, `none`'s AP and each row of its `validity` list as ΔAP to `none`
 paired by seed (mean ± std, beyond noise or not), with the bench's verdict
 (liafkd.bench.report.validity_checks, as in each bench's report). With --readme it rewrites
 the README between <!-- bench:v2-validity:start --> and <!-- bench:v2-validity:end -->.
@@ -29,11 +29,14 @@ from liafkd.bench.report import (
 from liafkd.bench.stats import summarize
 
 ROOT = Path(__file__).resolve().parent
-BENCHES = {
-    "cpu-synthetic-v2": "2,025 images, 8 epochs (2,032 steps)",
-    "cpu-synthetic-v2-4ep": "2,025 images, 4 epochs (1,016 steps)",
-    "cpu-synthetic-v2-2ep": "2,025 images, 2 epochs (508 steps)",
-    "cpu-synthetic-v2-small": "192 images, 12 epochs (288 steps)",
+V2_TEACHER = "R18 w16, 36 epochs"
+BENCHES = {  # bench: (teacher, student and what it trained on)
+    "cpu-synthetic-v2": (V2_TEACHER, "R18 w8; 2,025 images, 8 epochs (2,032 steps)"),
+    "cpu-synthetic-v2-4ep": (V2_TEACHER, "R18 w8; 2,025 images, 4 epochs (1,016 steps)"),
+    "cpu-synthetic-v2-2ep": (V2_TEACHER, "R18 w8; 2,025 images, 2 epochs (508 steps)"),
+    "cpu-synthetic-v2-small": (V2_TEACHER, "R18 w8; 192 images, 12 epochs (288 steps)"),
+    "cpu-synthetic-v2-w12": (V2_TEACHER, "R18 w12; 2,025 images, 8 epochs (2,032 steps)"),
+    "cpu-synthetic-v2-t8": ("R18 w8, 36 epochs", "R18 w8; 2,025 images, 8 epochs (2,032 steps)"),
 }
 
 
@@ -44,13 +47,14 @@ def table() -> Table:
         if (ROOT / name / "results.jsonl").is_file()
     ]
     columns = loaded[0][2].bench.get("validity", []) if loaded else []
-    headers = ["bench", "student trained on", "seeds", "none AP"]
+    headers = ["bench", "teacher", "student; trained on", "seeds", "none AP"]
     headers += [f"Δ{m} (beyond noise?)" for m in columns] + ["validity"]
     rows = []
     for name, what, results in loaded:
         dataset = results.datasets()[0]
         none = results.values(dataset, BASELINE, "AP")
-        row = [f"`{name}`", what, str(len(none)), fmt_summary(summarize(none.values()))]
+        teacher, student = what
+        row = [f"`{name}`", teacher, student, str(len(none)), fmt_summary(summarize(none.values()))]
         checks = validity_checks(results, dataset)
         for _method, d, _passed in checks:
             row.append("-" if d is None else f"{fmt_delta(d)} ({fmt_noise(d)}, n={d.n})")

@@ -60,17 +60,40 @@ def test_validity_verdict_is_printed_before_the_ranking(fake_bench):
     bench["validity"] = ["liaf"]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     md = write_reports(fake_bench)["markdown"].read_text()
-    verdict = "liaf +1.33 ± 0.29 AP (beyond noise). Verdict: holds."
+    verdict = "liaf +1.33 ± 0.29 AP (above). Verdict: holds."
     assert verdict in md and md.index(verdict) < md.index("Accuracy (mean ± std over seeds)")
     liaf_seed_1 = next(r for r in records if r.get("method") == "liaf" and r["seed"] == 1)
     liaf_seed_1["metrics"]["AP"] = 0.395  # delta -1.0 on seed 1: signs differ
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     md = write_reports(fake_bench)["markdown"].read_text()
-    assert "(not beyond noise). Verdict: does NOT hold" in md
+    assert "(not above). Verdict: does NOT hold" in md
     records = [r for r in records if not (r.get("method") == "liaf" and r["seed"] == 2)]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     md = write_reports(fake_bench)["markdown"].read_text()
     assert "liaf pending (2 of 3 seeds). Verdict: not decided yet" in md
+
+
+def _liaf_ap(records, by_seed):
+    for r in records:
+        if r.get("method") == "liaf":
+            r["metrics"]["AP"] = by_seed[r["seed"]]
+
+
+def test_validity_fails_below_none_and_on_one_complete_row(fake_bench):
+    """Beyond noise *below* `none` is a failure, and one row that failed on all seeds
+    decides the verdict while another row still misses seeds."""
+    path = fake_bench / "results.jsonl"
+    records = read_results(path)
+    bench = next(r for r in records if r["kind"] == "bench")
+    bench["validity"] = ["liaf"]
+    _liaf_ap(records, {0: 0.390, 1: 0.395, 2: 0.405})  # none 40.0, 40.5, 41.5: -1.0 each
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "liaf -1.00 ± 0.00 AP (not above). Verdict: does NOT hold" in md
+    bench["validity"] = ["liaf", "fgd"]  # fgd: no runs at all
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "fgd pending (0 of 3 seeds). Verdict: does NOT hold" in md
 
 
 def test_teacher_curve_says_what_its_last_third_added(fake_bench):

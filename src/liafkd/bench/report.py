@@ -219,23 +219,25 @@ def validity_checks(
     results: BenchResults, dataset: str
 ) -> list[tuple[str, PairedDelta | None, bool | None]]:
     """Each row of the bench's `validity` list: its AP delta to `none` paired by seed,
-    and whether it is above `none` beyond noise (None until it ran all the bench's seeds)."""
+    and whether it is above `none` beyond noise (None until it ran all the bench's seeds).
+    A delta beyond noise below `none` fails."""
     seeds = len(results.bench.get("seeds", [])) or 1
     baseline = results.values(dataset, BASELINE, "AP")
     checks = []
     for method in results.bench.get("validity") or []:
         d = paired_delta(results.values(dataset, method, "AP"), baseline)
-        passed = None if d is None or d.n < seeds else bool(d.beyond_noise)
+        passed = None if d is None or d.n < seeds else bool(d.beyond_noise) and d.mean > 0
         checks.append((method, d, passed))
     return checks
 
 
 def validity_state(checks: list[tuple[str, PairedDelta | None, bool | None]]) -> str:
-    """`pending` while a row misses seeds, else `holds` or `does not hold`."""
+    """`does not hold` as soon as one row failed on all seeds, `pending` while a row
+    misses seeds, else `holds`."""
     passed = [p for _, _, p in checks]
-    if None in passed:
-        return "pending"
-    return "holds" if all(passed) else "does not hold"
+    if False in passed:
+        return "does not hold"
+    return "pending" if None in passed else "holds"
 
 
 VERDICTS = {
@@ -258,8 +260,7 @@ def validity_verdict(results: BenchResults, dataset: str) -> str:
         if passed is None:
             parts.append(f"{method} pending ({0 if d is None else d.n} of {seeds} seeds)")
         else:
-            noise = "beyond noise" if passed else "not beyond noise"
-            parts.append(f"{method} {fmt_delta(d)} AP ({noise})")
+            parts.append(f"{method} {fmt_delta(d)} AP ({'above' if passed else 'not above'})")
     rows = ", ".join(method for method, _, _ in checks)
     return (
         f"**Validity (the published ordering, checked before any ranking):** each of "
