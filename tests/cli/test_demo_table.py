@@ -18,3 +18,14 @@ def test_table_names_metric_split_and_conclusion():
     assert "moves its AP by -3.0 points" in flat
     assert "not which method is better" in flat
     assert all(len(line) <= 88 for line in text.splitlines())
+
+
+def test_table_closes_with_the_default_and_the_ranking_bench():
+    from liafkd.cli.demo import ranking_standing
+
+    standing = ranking_standing()
+    assert "LIAF-KD ran its shipped default: selector objective" in standing
+    assert "ranking bench" in standing
+    text = format_rows(ROWS, val_images=50, epochs=8, standing=standing)
+    assert " ".join(standing.split()) in " ".join(text.split())
+    assert all(len(line) <= 88 for line in text.splitlines())

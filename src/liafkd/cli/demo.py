@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         )
     val_images = len(read_split_stems(out / "data" / "synthetic" / "ImageSets" / "val.txt"))
     print()
-    print(format_rows(rows, val_images, args.epochs))
+    print(format_rows(rows, val_images, args.epochs, ranking_standing()))
     result = {"rows": rows, "wall_time_s": elapsed, "args": vars(args) | {"func": None}}
     (out / "demo_results.json").write_text(json.dumps(result, indent=2, default=str))
     print(
@@ -130,7 +130,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_rows(rows: list[dict[str, Any]], val_images: int, epochs: int) -> str:
+def ranking_standing() -> str:
+    """The shipped default and what the ranking bench measured for it (README, Results)."""
+    from liafkd.bench.standing import RANKING_BENCH, find_bench, liaf_standing
+    from liafkd.distill.config import SelectorConfig
+
+    sel = SelectorConfig()
+    default = (
+        f"LIAF-KD ran its shipped default: selector objective `{sel.objective}`, lam "
+        f"{sel.lam}, tau_w {sel.tau_w}, entropy_beta {sel.entropy_beta}."
+    )
+    folder = find_bench()
+    if folder is None:
+        return f"{default} The ranking bench's results (benchmarks/{RANKING_BENCH}) are not here."
+    return f"{default} {liaf_standing(folder)}"
+
+
+def format_rows(
+    rows: list[dict[str, Any]], val_images: int, epochs: int, standing: str = ""
+) -> str:
     """The demo's table: what it measures, on which images, and how to read it."""
     title = (
         f"COCO box AP in percent (pycocotools: AP over IoU 0.50:0.95, AP50 and AP75 at IoU "
@@ -147,7 +165,8 @@ def format_rows(rows: list[dict[str, Any]], val_images: int, epochs: int) -> str
             for k in ("AP", "AP50", "AP75")
         )
         lines.append(f"{r['run']:<16}{r['params_M']:>8.2f}M{cells}")
-    return "\n".join(lines) + "\n\n" + textwrap.fill(conclusion(rows, epochs), 88)
+    text = "\n".join(lines) + "\n\n" + textwrap.fill(conclusion(rows, epochs), 88)
+    return text + (f"\n\n{textwrap.fill(standing, 88)}" if standing else "")
 
 
 def conclusion(rows: list[dict[str, Any]], epochs: int) -> str:
@@ -165,5 +184,6 @@ def conclusion(rows: list[dict[str, Any]], epochs: int) -> str:
         f" With {epochs} epochs and one seed on CPU, a gap of a few points either way is "
         "within run-to-run noise, and LIAF-KD below the student alone is not unusual on "
         "this schedule: the demo shows that the whole pipeline runs on your machine, not "
-        "which method is better (the README's Results compare methods over 3 seeds)."
+        "which method is better (the ranking bench, below and in the README's Results, "
+        "compares methods over 3 seeds)."
     )
