@@ -8,8 +8,8 @@ included) run on the most seeds, the highest mean tuning-val AP wins; a row with
 of it whose step costs less (mean training seconds per step) wins instead.
 
 Prints the table and writes `choice.json` in the bench folder: every candidate's mean
-AP, seeds and seconds per step, the top rows (stage 3 reruns them on more seeds) and the
-winner with its distill options.
+AP, seeds and seconds per step, the top rows on seed 0 (stage 3 reruns them on seeds 1
+and 2) and the winner with its distill options.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from liafkd.bench.tuning import TIE_AP, candidates, pick
+from liafkd.bench.tuning import TIE_AP, candidates, pick, stage3_rows
 
 
 def main() -> None:
@@ -39,11 +39,11 @@ def main() -> None:
     choice = {
         "rule": f"highest mean tuning-val AP; a cheaper row within {TIE_AP} AP wins instead",
         "candidates": rows,
-        "top": [r["row"] for r in rows[: args.top]],
+        "top": stage3_rows(rows, args.top),
         "winner": {"row": winner["row"], "options": winner["options"]},
     }
     (folder / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
-    print(f"top {args.top}: {', '.join(choice['top'])}; winner: {winner['row']}")
+    print(f"top {args.top} on seed 0: {', '.join(choice['top'])}; winner: {winner['row']}")
     print(f"wrote {folder / 'choice.json'}")
 
 

@@ -1,6 +1,6 @@
 """The tuning bench's selection rule, on hand-made rows."""
 
-from liafkd.bench.tuning import pick
+from liafkd.bench.tuning import pick, stage3_rows
 
 
 def row(name: str, ap: dict[int, float], s_per_step: float) -> dict:
@@ -38,3 +38,12 @@ def test_only_rows_run_on_the_most_seeds_can_win():
     lucky = row("joint-lam1", {0: 15.0}, 0.20)
     second = row("aligned", {0: 10.5, 1: 13.0, 2: 13.0}, 0.25)  # 1.5 below
     assert pick(ranked(lucky, leader, second))["row"] == "meta"
+
+
+def test_stage_3_reruns_the_best_rows_of_seed_0():
+    # once a row has more seeds its mean moves; stage 3's choice stays the seed-0 one
+    tau = row("tau0.5", {0: 25.6, 1: 24.9, 2: 23.6}, 0.20)  # best on seed 0, mean 24.7
+    uniform = row("uniform", {0: 24.9}, 0.19)
+    joint = row("joint", {0: 24.88}, 0.19)
+    meta = row("meta", {0: 24.7}, 0.48)
+    assert stage3_rows(ranked(tau, uniform, joint, meta)) == ["tau0.5", "uniform", "joint"]

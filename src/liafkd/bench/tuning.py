@@ -53,3 +53,9 @@ def pick(rows: list[dict]) -> dict:
         ):
             winner = row
     return winner
+
+
+def stage3_rows(rows: list[dict], top: int = 3) -> list[str]:
+    """The rows stage 3 reruns on more seeds: the best `top` on seed 0 (stages 1-2)."""
+    on_seed_0 = [r for r in rows if 0 in r["ap_by_seed"]]
+    return [r["row"] for r in sorted(on_seed_0, key=lambda r: -r["ap_by_seed"][0])[:top]]
