@@ -242,7 +242,8 @@ def test_crosskd_plus_pkd(pair):
 
 def test_liaf_plus_crosskd_weights_the_cross_head_terms(pair):
     student, teacher = pair
-    distiller = distill(student, teacher, method="liaf+crosskd")
+    # a learnt weighting (lam > 0; the shipped default, lam 0, holds every weight at 1)
+    distiller = distill(student, teacher, method="liaf+crosskd", liaf={"selector": {"lam": 0.5}})
     method = distiller.method
     assert isinstance(method.crosskd, CrossKD) and distiller.branch_cut == 1
     _, _, losses = run(distiller, student, teacher)

@@ -136,10 +136,14 @@ def ranking_standing() -> str:
     from liafkd.distill.config import SelectorConfig
 
     sel = SelectorConfig()
-    default = (
-        f"LIAF-KD ran its shipped default: selector objective `{sel.objective}`, lam "
-        f"{sel.lam}, tau_w {sel.tau_w}, entropy_beta {sel.entropy_beta}."
-    )
+    if sel.lam == 0:
+        weighting = "uniform instance weights (selector.lam 0: the selector's weighting is off)"
+    else:
+        weighting = (
+            f"selector objective `{sel.objective}`, lam {sel.lam}, tau_w {sel.tau_w}, "
+            f"entropy_beta {sel.entropy_beta}"
+        )
+    default = f"LIAF-KD ran its shipped default, chosen on a tuning split: {weighting}."
     folder = find_bench()
     if folder is None:
         return f"{default} The ranking bench's results (benchmarks/{RANKING_BENCH}) are not here."

@@ -117,7 +117,11 @@ class SelectorConfig(StrictModel):
     # joint and adversarial: ablations; aligned: first-order gradient alignment on the
     # batch; meta: learning to reweight on held-out images (meta.py; opt-in, costly)
     objective: Literal["joint", "adversarial", "aligned", "meta"] = "joint"
-    lam: float = Field(default=0.5, ge=0, le=1)  # weights stay >= 1 - lam
+    # weights stay >= 1 - lam. Frozen at 0 (uniform weights: every instance weighs 1) by
+    # cpu-synthetic-v2-tune's declared rule, where no learnt weighting beat uniform
+    # weights (benchmarks/cpu-synthetic-v2-tune/choice.json); lam > 0 turns the
+    # selector's weighting on
+    lam: float = Field(default=0.0, ge=0, le=1)
     tau_w: float = Field(default=1.0, gt=0)  # softmax temperature of the weights
     width: int = Field(default=64, ge=1)  # embedding / hidden width of g
     entropy_beta: float = Field(default=0.01, ge=0)  # beta * sum p log p
