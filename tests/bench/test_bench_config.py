@@ -54,7 +54,6 @@ def test_the_presets_are_listed():
         "cpu-synthetic-v2-t8",
         "cpu-synthetic-v2-tune",
         "cpu-synthetic-v2-w12",
-        "cpu-synthetic-v2-w12-tune",
         "gpu-coco",
         "gpu-kitti",
     ]
