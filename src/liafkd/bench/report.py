@@ -60,6 +60,11 @@ class BenchResults:
     def name(self) -> str:
         return self.bench.get("name", "bench")
 
+    @property
+    def seed_count(self) -> int:
+        """How many seeds the bench declares (1 when its description lacks them)."""
+        return len(self.bench.get("seeds", [])) or 1
+
     def datasets(self) -> list[str]:
         names = list(self.bench.get("datasets", {}))
         return names + [d for d in {**self.runs, **self.teachers} if d not in names]
@@ -221,12 +226,12 @@ def validity_checks(
     """Each row of the bench's `validity` list: its AP delta to `none` paired by seed,
     and whether it is above `none` beyond noise (None until it ran all the bench's seeds).
     A delta beyond noise below `none` fails."""
-    seeds = len(results.bench.get("seeds", [])) or 1
     baseline = results.values(dataset, BASELINE, "AP")
     checks = []
     for method in results.bench.get("validity") or []:
         d = paired_delta(results.values(dataset, method, "AP"), baseline)
-        passed = None if d is None or d.n < seeds else bool(d.beyond_noise) and d.mean > 0
+        complete = d is not None and d.n >= results.seed_count
+        passed = bool(d.beyond_noise) and d.mean > 0 if complete else None
         checks.append((method, d, passed))
     return checks
 
@@ -254,11 +259,11 @@ def validity_verdict(results: BenchResults, dataset: str) -> str:
     checks = validity_checks(results, dataset)
     if not checks:
         return ""
-    seeds = len(results.bench.get("seeds", [])) or 1
     parts = []
     for method, d, passed in checks:
         if passed is None:
-            parts.append(f"{method} pending ({0 if d is None else d.n} of {seeds} seeds)")
+            done = 0 if d is None else d.n
+            parts.append(f"{method} pending ({done} of {results.seed_count} seeds)")
         else:
             parts.append(f"{method} {fmt_delta(d)} AP ({'above' if passed else 'not above'})")
     rows = ", ".join(method for method, _, _ in checks)
