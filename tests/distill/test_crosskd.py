@@ -240,6 +240,26 @@ def test_crosskd_plus_pkd(pair):
     assert losses["loss_pkd"] > 0
 
 
+def test_fgd_plus_crosskd_adds_fgd_terms_to_the_same_cross_head_terms(pair):
+    student, teacher = pair
+    alone = distill(student, teacher, method="crosskd")
+    both = distill(student, teacher, method="fgd+crosskd")
+    both.method.load_state_dict(alone.method.state_dict(), strict=False)  # same adapters
+    _, _, alone_losses = run(alone, student, teacher)
+    _, _, losses = run(both, student, teacher)
+    fgd_terms = {"loss_fgd_fg", "loss_fgd_bg", "loss_fgd_att", "loss_fgd_global"}
+    assert set(losses) == {"loss_crosskd_qfl", "loss_crosskd_kl"} | fgd_terms
+    for name in ("loss_crosskd_qfl", "loss_crosskd_kl"):
+        torch.testing.assert_close(losses[name], alone_losses[name])
+    assert all(torch.isfinite(losses[n]) and losses[n] > 0 for n in fgd_terms)
+    # FGD's own modules (its global-context blocks) train with the method
+    sum(losses.values()).backward()
+    fgd_params = list(both.method.feature.parameters())
+    assert fgd_params and any(p.grad is not None for p in fgd_params)
+    assert all(p.grad is None for p in teacher.parameters())
+    student.zero_grad(set_to_none=True)
+
+
 def test_liaf_plus_crosskd_weights_the_cross_head_terms(pair):
     student, teacher = pair
     # a learnt weighting (lam > 0; the shipped default, lam 0, holds every weight at 1)

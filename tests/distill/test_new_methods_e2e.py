@@ -1,5 +1,5 @@
-"""`liafkd distill` end to end with each new variant (crosskd, crosskd+pkd, pkd,
-liaf+crosskd, fgd and liaf with inherit) on the tiny synthetic config: one epoch from
+"""`liafkd distill` end to end with each new variant (crosskd, crosskd+pkd, fgd+crosskd,
+pkd, liaf+crosskd, fgd and liaf with inherit) on the tiny synthetic config: one epoch from
 a one-epoch teacher, every term finite, the saved student free of training-only parts."""
 
 import json
@@ -21,6 +21,7 @@ STUDENT_MODEL = TEACHER_MODEL | {"head_channels": 8}
 VARIANTS = {
     "crosskd": ({"method": "crosskd", "crosskd": {"cut": 1}}, {"qfl", "kl"}),
     "crosskd+pkd": ({"method": "crosskd+pkd"}, {"qfl", "kl", "pkd"}),
+    "fgd+crosskd": ({"method": "fgd+crosskd"}, {"qfl", "kl", "fgd_fg"}),
     "pkd": ({"method": "pkd"}, {"pkd"}),
     "liaf+crosskd": ({"method": "liaf+crosskd"}, {"qfl", "kl", "liaf_fg"}),
     "fgd_inherit": ({"method": "fgd", "inherit": True}, {"fgd_fg"}),

@@ -26,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "distill",
         help="train a student with a frozen teacher and a distillation method",
         description="Distil a teacher into a student. The config is a `train` config plus a "
-        "`distill:` block: method (none|mimic|fgd|aid|ld|pkd|crosskd|crosskd+pkd|liaf|"
-        "liaf+ld|liaf+crosskd), teacher {config, checkpoint}, `inherit: true` to start the "
-        "student's neck and head from the teacher's weights, and the method's options. The "
+        "`distill:` block: method (none|mimic|fgd|aid|ld|pkd|crosskd|crosskd+pkd|"
+        "fgd+crosskd|liaf|liaf+ld|liaf+crosskd), teacher {config, checkpoint}, `inherit: "
+        "true` to start the student's neck and head from the teacher's weights, and the "
+        "method's options. The "
         "saved student holds only the student; adapters and selectors live in the training "
         "checkpoints.",
     )

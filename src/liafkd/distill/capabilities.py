@@ -28,6 +28,7 @@ METHOD_REQUIREMENTS: dict[str, frozenset[str]] = {
     "liaf+ld": INSTANCE_FEATURES | LD,
     "crosskd": CROSSKD,
     "crosskd+pkd": CROSSKD | FEATURES,
+    "fgd+crosskd": CROSSKD | FEATURES,
     "liaf+crosskd": INSTANCE_FEATURES | CROSSKD,
 }
 

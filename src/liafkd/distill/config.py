@@ -2,7 +2,7 @@
 
     distill:
       method: liaf            # none | mimic | fgd | aid | aid-instance | ld | pkd | crosskd
-                              # | crosskd+pkd | liaf | liaf+ld | liaf+crosskd
+                              # | crosskd+pkd | fgd+crosskd | liaf | liaf+ld | liaf+crosskd
       teacher: {config: teacher.yaml, checkpoint: teacher.pth}
       inherit: false          # true: student neck + head start from the teacher's weights
       feature_norm: teacher_rms   # teacher_rms | none: imitate features / teacher's RMS
@@ -10,7 +10,8 @@
       liaf: {alpha_fg: 0.001, selector: {objective: joint, lam: 0.5}}
 
 Only the block of the chosen method is used (`aid-instance` uses `aid`, `liaf+ld` uses
-`liaf` and `ld`, `crosskd+pkd` uses `crosskd` and `pkd`); every block has defaults.
+`liaf` and `ld`, `crosskd+pkd` uses `crosskd` and `pkd`, `fgd+crosskd` uses `fgd` and
+`crosskd`); every block has defaults.
 Unknown keys fail with their full path, e.g.
 `exp.yaml: distill.liaf.selector.lamb: unknown key (did you mean 'distill.liaf.selector.lam'?)`.
 """
@@ -34,6 +35,7 @@ MethodName = Literal[
     "pkd",
     "crosskd",
     "crosskd+pkd",
+    "fgd+crosskd",
     "liaf",
     "liaf+ld",
     "liaf+crosskd",

@@ -33,7 +33,9 @@ T = 1 summed over the bins and weight 4. Deliberate differences:
 - the adapters let the two heads differ in width (the reference needs equal widths);
 - `align_stats` uses the population std (see pkd.py);
 - the GIoU term between decoded boxes that later reference commits add is left out.
-`crosskd+pkd` adds PKD on the FPN features (pkd.py), as CrossKD's +PKD row.
+`crosskd+pkd` adds PKD on the FPN features (pkd.py), as CrossKD's +PKD row;
+`fgd+crosskd` adds FGD (fgd.py) instead: the control that `liaf+crosskd` is read against
+(the same cross-head terms, a feature term without a learnt instance weighting).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from torch import Tensor, nn
 
 from liafkd.distill.base import DistillInputs, DistillMethod, HeadPair
 from liafkd.distill.ld import edge_distribution_kl
-from liafkd.distill.pkd import PKD, channel_moments, standardize_channels
+from liafkd.distill.pkd import channel_moments, standardize_channels
 from liafkd.models.outputs import HeadOutputs
 
 
@@ -109,9 +111,10 @@ class CrossKD(DistillMethod):
         weight_kl: float = 4.0,
         temperature: float = 1.0,
         align_stats: bool = True,
-        pkd: PKD | None = None,
+        feature: DistillMethod | None = None,
     ) -> None:
-        """cut: resolved block count (>= 0); *_channels: (cls, reg) branch widths at it."""
+        """cut: resolved block count (>= 0); *_channels: (cls, reg) branch widths at it;
+        feature: an FPN-feature method whose terms are added (PKD or FGD), or None."""
         super().__init__()
         if cut < 0:
             raise ValueError(f"CrossKD expects a resolved cut (>= 0), got {cut}")
@@ -123,10 +126,10 @@ class CrossKD(DistillMethod):
         self.weight_kl = weight_kl
         self.temperature = temperature
         self.align_stats = align_stats
-        self.pkd = pkd
+        self.feature = feature
         needs = {"head", "assign", "head_branches", "teacher_head_module"}
-        if pkd is not None:
-            needs |= pkd.needs
+        if feature is not None:
+            needs |= feature.needs
         self.needs = frozenset(needs)
 
     @classmethod
@@ -200,6 +203,6 @@ class CrossKD(DistillMethod):
 
     def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
         losses = self.prediction_losses(inputs)
-        if self.pkd is not None:
-            losses["loss_pkd"] = self.pkd.loss(inputs)
+        if self.feature is not None:
+            losses.update(self.feature(inputs))
         return losses

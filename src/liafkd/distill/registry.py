@@ -21,21 +21,21 @@ from liafkd.distill.pkd import PKD
 
 Builder = Callable[[DistillConfig, int, int, HeadPair | None], DistillMethod]
 
-CROSS_HEAD_METHODS = frozenset({"crosskd", "crosskd+pkd", "liaf+crosskd"})
+CROSS_HEAD_METHODS = frozenset({"crosskd", "crosskd+pkd", "fgd+crosskd", "liaf+crosskd"})
 
 
 def _ld(cfg: LDConfig) -> LocalizationDistillation:
     return LocalizationDistillation(cfg.weight, cfg.temperature, cfg.score_weighting)
 
 
-def _crosskd(cfg: DistillConfig, heads: HeadPair | None, pkd: PKD | None) -> CrossKD:
+def _crosskd(cfg: DistillConfig, heads: HeadPair | None, feature: DistillMethod | None) -> CrossKD:
     if heads is None:
         raise ValueError(
             f"method '{cfg.method}' runs the student's head features through the teacher's "
             f"head: build it with heads=HeadPair(student.head, teacher.head)"
         )
     options = cfg.crosskd.model_dump()
-    return CrossKD.from_heads(heads, options.pop("cut"), pkd=pkd, **options)
+    return CrossKD.from_heads(heads, options.pop("cut"), feature=feature, **options)
 
 
 def _aid(cfg: AIDConfig, channels: int, num_levels: int) -> AID:
@@ -91,6 +91,9 @@ METHODS: dict[str, Builder] = {
     "pkd": lambda cfg, channels, levels, heads: PKD(cfg.pkd.weight),
     "crosskd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, None),
     "crosskd+pkd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, PKD(cfg.pkd.weight)),
+    "fgd+crosskd": lambda cfg, channels, levels, heads: _crosskd(
+        cfg, heads, FGD(channels, levels, **cfg.fgd.model_dump())
+    ),
     "liaf": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, None),
     "liaf+ld": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, _ld(cfg.ld)),
     "liaf+crosskd": lambda cfg, channels, levels, heads: _liaf(
