@@ -1,4 +1,4 @@
-"""Where LIAF-KD stands on the ranking bench, read from its committed results.
+"""Where LIAF-KD stands on the ranking benches, read from their committed results.
 
 The row of the shipped default against `none`, `fgd`, `liaf-joint` (a learnt weighting)
 and `crosskd`, paired by seed, with the bench's validity verdict: the
@@ -14,9 +14,9 @@ from liafkd.bench.report import fmt_delta, load_results, validity_checks, validi
 from liafkd.bench.runner import RESULTS_FILE
 from liafkd.bench.stats import paired_delta
 
-RANKING_BENCH = "cpu-synthetic-v2"
+RANKING_BENCHES = ("cpu-synthetic-v2", "cpu-bccd-v2")
 # the shipped default (uniform instance weights, frozen on cpu-synthetic-v2-tune) is
-# this row of the ranking bench
+# this row of each ranking bench
 DEFAULT_ROW = "liaf-uniform"
 RIVALS = ("none", "fgd", "liaf-joint", "crosskd")
 VALIDITY = {
@@ -26,7 +26,7 @@ VALIDITY = {
 }
 
 
-def find_bench(name: str = RANKING_BENCH) -> Path | None:
+def find_bench(name: str) -> Path | None:
     """benchmarks/NAME under the working directory or the source checkout, if committed."""
     checkout = Path(__file__).resolve().parents[3]
     for root in (Path.cwd(), checkout):

@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def ranking_standing() -> str:
-    """The shipped default and what the ranking bench measured for it (README, Results)."""
-    from liafkd.bench.standing import RANKING_BENCH, find_bench, liaf_standing
+    """The shipped default and what the ranking benches measured for it (README, Results)."""
+    from liafkd.bench.standing import RANKING_BENCHES, find_bench, liaf_standing
     from liafkd.distill.config import SelectorConfig
 
     sel = SelectorConfig()
@@ -144,10 +144,14 @@ def ranking_standing() -> str:
             f"entropy_beta {sel.entropy_beta}"
         )
     default = f"LIAF-KD ran its shipped default, chosen on a tuning split: {weighting}."
-    folder = find_bench()
-    if folder is None:
-        return f"{default} The ranking bench's results (benchmarks/{RANKING_BENCH}) are not here."
-    return f"{default} {liaf_standing(folder)}"
+    sentences = [default]
+    for name in RANKING_BENCHES:
+        folder = find_bench(name)
+        if folder is None:
+            sentences.append(f"The ranking bench's results (benchmarks/{name}) are not here.")
+        else:
+            sentences.append(liaf_standing(folder))
+    return " ".join(sentences)
 
 
 def format_rows(
@@ -170,7 +174,7 @@ def format_rows(
         )
         lines.append(f"{r['run']:<16}{r['params_M']:>8.2f}M{cells}")
     text = "\n".join(lines) + "\n\n" + textwrap.fill(conclusion(rows, epochs), 88)
-    return text + (f"\n\n{textwrap.fill(standing, 88)}" if standing else "")
+    return text + (f"\n\n{textwrap.fill(standing, 88, break_on_hyphens=False)}" if standing else "")
 
 
 def conclusion(rows: list[dict[str, Any]], epochs: int) -> str:
