@@ -29,9 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`distill:` block: method (none|mimic|fgd|aid|ld|pkd|crosskd|crosskd+pkd|"
         "fgd+crosskd|liaf|liaf+ld|liaf+crosskd), teacher {config, checkpoint}, `inherit: "
         "true` to start the student's neck and head from the teacher's weights, and the "
-        "method's options. The "
-        "saved student holds only the student; adapters and selectors live in the training "
-        "checkpoints.",
+        "method's options. The saved student holds only the student; adapters and "
+        "selectors live in the training checkpoints.",
     )
     add_common_run_args(p)
     p.set_defaults(func=run)
