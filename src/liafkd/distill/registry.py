@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from liafkd.distill.aid import AID, AIDInstance
 from liafkd.distill.base import DistillMethod, HeadPair, NoDistill
-from liafkd.distill.config import AIDConfig, DistillConfig, LDConfig, LIAFConfig
+from liafkd.distill.config import AIDConfig, DistillConfig, FGDConfig, LDConfig, LIAFConfig
 from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FGD
 from liafkd.distill.ld import LocalizationDistillation
@@ -36,6 +36,10 @@ def _crosskd(cfg: DistillConfig, heads: HeadPair | None, feature: DistillMethod 
         )
     options = cfg.crosskd.model_dump()
     return CrossKD.from_heads(heads, options.pop("cut"), feature=feature, **options)
+
+
+def _fgd(cfg: FGDConfig, channels: int, num_levels: int) -> FGD:
+    return FGD(channels, num_levels, **cfg.model_dump())
 
 
 def _aid(cfg: AIDConfig, channels: int, num_levels: int) -> AID:
@@ -84,7 +88,7 @@ def _liaf(
 METHODS: dict[str, Builder] = {
     "none": lambda cfg, channels, levels, heads: NoDistill(),
     "mimic": lambda cfg, channels, levels, heads: FeatureMimic(cfg.mimic.weight),
-    "fgd": lambda cfg, channels, levels, heads: FGD(channels, levels, **cfg.fgd.model_dump()),
+    "fgd": lambda cfg, channels, levels, heads: _fgd(cfg.fgd, channels, levels),
     "aid": lambda cfg, channels, levels, heads: _aid(cfg.aid, channels, levels),
     "aid-instance": lambda cfg, channels, levels, heads: _aid_instance(cfg.aid, channels, levels),
     "ld": lambda cfg, channels, levels, heads: _ld(cfg.ld),
@@ -92,7 +96,7 @@ METHODS: dict[str, Builder] = {
     "crosskd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, None),
     "crosskd+pkd": lambda cfg, channels, levels, heads: _crosskd(cfg, heads, PKD(cfg.pkd.weight)),
     "fgd+crosskd": lambda cfg, channels, levels, heads: _crosskd(
-        cfg, heads, FGD(channels, levels, **cfg.fgd.model_dump())
+        cfg, heads, _fgd(cfg.fgd, channels, levels)
     ),
     "liaf": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, None),
     "liaf+ld": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, _ld(cfg.ld)),
