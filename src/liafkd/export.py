@@ -40,6 +40,7 @@ from liafkd.models.box_coder import integral
 from liafkd.models.gfl import GFL, PRE_NMS_TOPK
 
 ONNX_OPSET = 17
+METADATA_KEY = "liafkd"  # the ONNX metadata_props key holding the export's description
 
 
 def load_student(
@@ -280,6 +281,20 @@ def export_graph(
     onnx.checker.check_model(str(path))
 
 
+def write_onnx_metadata(path: str | Path, description: dict[str, Any]) -> None:
+    """Store `description` in the ONNX file's metadata_props["liafkd"] (JSON), and the
+    class names alone under "class_names" for tools that list metadata."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {
+        METADATA_KEY: json.dumps(description),
+        "class_names": json.dumps(description["class_names"]),
+    }
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+
+
 def export_student(
     checkpoint: str | Path,
     out: str | Path,
@@ -341,7 +356,5 @@ def export_student(
     }
     Path(f"{out}.json").write_text(json.dumps(description, indent=2))
     if fmt == "onnx":
-        from liafkd.onnx_model import write_onnx_metadata
-
         write_onnx_metadata(out, description)
     return description

@@ -19,22 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from liafkd.config import ConfigError
-
-METADATA_KEY = "liafkd"
-
-
-def write_onnx_metadata(path: str | Path, description: dict[str, Any]) -> None:
-    """Store `description` in the ONNX file's metadata_props["liafkd"] (JSON), and the
-    class names alone under "class_names" for tools that list metadata."""
-    import onnx
-
-    model = onnx.load(str(path))
-    props = {
-        METADATA_KEY: json.dumps(description),
-        "class_names": json.dumps(description["class_names"]),
-    }
-    onnx.helper.set_model_props(model, props)
-    onnx.save(model, str(path))
+from liafkd.export import METADATA_KEY, clip_boxes, postprocess_dense
 
 
 def _session(path: Path, threads: int | None):
@@ -91,8 +76,6 @@ class OnnxDetector(nn.Module):
     def predict(
         self, images: Tensor, image_sizes: Sequence[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
-        from liafkd.export import clip_boxes, postprocess_dense
-
         batch = images.detach().float().cpu().numpy()
         if self.nms == "outside":
             scores, boxes = self.session.run(["scores", "boxes"], {"images": batch})

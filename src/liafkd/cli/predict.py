@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "from the file's own metadata, no config needed), on images (files, or folders: "
         "their image files, sorted by name) with the evaluation preprocessing. "
         "--format coco (default) writes COCO results JSON (category_id = class index + 1; "
-        "image_id = the file stem's number when every stem is a distinct number, as the "
-        "KITTI reader's ids, else the position in the input order from 1) and, beside it, "
+        "image_id as the dataset readers give it: a stem of ASCII digits that no other "
+        "stem shares keeps its number (000123.png is 123), every other stem is numbered "
+        "after the largest such number, in sorted order) and, beside it, "
         "a table of each id's file and size (predictions.json: predictions_images.json). "
         "--format kitti writes one "
         "KITTI result file per image, named after the image's file stem.",
@@ -92,12 +93,10 @@ def collect_images(inputs: list[str]) -> list[Path]:
 
 
 def image_ids(files: list[Path]) -> list[int]:
-    """Each stem's number when all stems are distinct numbers (KITTI's 000123.png),
-    else the position in `files` from 1."""
-    numbers = [int(path.stem) for path in files if path.stem.isdigit()]
-    if len(numbers) == len(files) and len(set(numbers)) == len(numbers):
-        return numbers
-    return list(range(1, len(files) + 1))
+    """The readers' ids of the files' stems (liafkd.data.image_ids)."""
+    from liafkd.data.image_ids import assign_image_ids
+
+    return assign_image_ids([path.stem for path in files])
 
 
 def image_records(files: list[Path]) -> list[ImageRecord]:
@@ -159,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.cli.export import preprocessing
     from liafkd.data.dataset import DataLoadError
     from liafkd.data.records import DatasetIndex
+    from liafkd.engine.distributed import resolve_device
     from liafkd.engine.evaluate import predict_dataset
-    from liafkd.engine.trainer import resolve_device
     from liafkd.export import load_student
 
     apply_threads(args.threads)

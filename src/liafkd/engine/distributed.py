@@ -74,6 +74,11 @@ def device_for(name: str, ctx: DistContext) -> torch.device:
     return device
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device `name` means for this process (its GPU under torchrun)."""
+    return device_for(name, context())
+
+
 @contextlib.contextmanager
 def distributed_run(device_name: str) -> Iterator[DistContext]:
     """Join torchrun's process group for the duration of a run; ranks above 0 print

@@ -75,8 +75,9 @@ def model_result(module: nn.Module, distilling: bool) -> CheckResult:
 def diagnose(config: str, overrides: list[str]) -> list[CheckResult]:
     """Every check, collected rather than stopping at the first failure."""
     from liafkd.engine.checkpoint import CheckpointError
+    from liafkd.engine.distributed import resolve_device
     from liafkd.engine.guardrails import collect_checks
-    from liafkd.engine.trainer import resolve_device, seed_everything
+    from liafkd.engine.trainer import seed_everything
 
     cfg = load_config(config, overrides)
     results, indices = data_results(cfg)

@@ -11,7 +11,13 @@ from tqdm import tqdm
 
 from liafkd.config import AugmentConfig
 from liafkd.data.records import DatasetIndex
-from liafkd.engine.distributed import all_gather_objects, broadcast_object, context, eval_shard
+from liafkd.engine.distributed import (
+    all_gather_objects,
+    broadcast_object,
+    context,
+    eval_shard,
+    resolve_device,
+)
 
 
 @torch.no_grad()
@@ -190,7 +196,6 @@ def load_detector(model_cfg, checkpoint: str, class_names: list[str]) -> nn.Modu
 def evaluate_checkpoint(cfg, checkpoint: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """COCO metrics of a checkpoint on the config's validation split."""
     from liafkd.engine.build import load_index
-    from liafkd.engine.trainer import resolve_device
 
     index = load_index(cfg.data.val, "data.val")
     device = resolve_device(cfg.train.device)

@@ -42,7 +42,7 @@ from liafkd.engine.distributed import (
     all_reduce_sum,
     barrier,
     context,
-    device_for,
+    resolve_device,
     wrap_for_training,
 )
 from liafkd.engine.evaluate import evaluate_detector, is_kitti_format
@@ -98,10 +98,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    return device_for(name, context())
 
 
 def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
