@@ -44,13 +44,12 @@ def decode_images(index: DatasetIndex, progress: bool = True) -> int:
     """Decode every image's pixels (the readers read headers only), so a truncated or
     corrupt file is found now rather than mid-training: each one becomes an
     `unreadable_image` problem and its record is dropped. Returns how many."""
-    from tqdm import tqdm
-
     from liafkd.data.images import ImageReadError, read_rgb
+    from liafkd.progress import progress as progress_of
 
     kept = []
     bad = 0
-    for record in tqdm(index.records, desc="decoding images", leave=False, disable=not progress):
+    for record in progress_of(index.records, desc="decoding images", enabled=progress):
         try:
             read_rgb(record.file_name)
         except ImageReadError as e:

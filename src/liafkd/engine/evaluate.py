@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from liafkd.config import AugmentConfig
 from liafkd.data.records import DatasetIndex
@@ -18,6 +17,7 @@ from liafkd.engine.distributed import (
     eval_shard,
     resolve_device,
 )
+from liafkd.progress import progress as progress_of
 
 
 @torch.no_grad()
@@ -54,7 +54,7 @@ def predict_dataset(
     was_training = detector.training
     detector.eval()
     results: dict[int, dict[str, torch.Tensor]] = {}
-    for images, targets, sizes in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    for images, targets, sizes in progress_of(loader, desc=desc, enabled=progress):
         for message in getattr(targets, "dropped", ()):
             print(f"skipped an unreadable image: {message}", file=sys.stderr)
         if not targets:

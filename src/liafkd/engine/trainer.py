@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from liafkd.config import ConfigError, ExperimentConfig
 from liafkd.data.records import DatasetIndex
@@ -46,8 +45,10 @@ from liafkd.engine.distributed import (
     wrap_for_training,
 )
 from liafkd.engine.evaluate import evaluate_detector, is_kitti_format
+from liafkd.engine.rundir import RunDirError, is_finished
 from liafkd.engine.sampler import ResumableSampler
 from liafkd.engine.schedule import lr_factor
+from liafkd.progress import progress
 
 
 class DetectorTrainModule(nn.Module):
@@ -148,6 +149,7 @@ class Trainer:
         self.train_index = train_index
         self.val_index = val_index
         self.out_dir = Path(cfg.output_dir)
+        self.already_finished = False  # fit() found the run finished and wrote nothing
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.extra_meta = extra_meta or {}
         self.sampler = ResumableSampler(
@@ -451,12 +453,10 @@ class Trainer:
             self.state.epoch_sums, self.state.epoch_count, self.state.epoch_seen = {}, 0, 0
         sums: dict[str, float] = defaultdict(float, self.state.epoch_sums)
         self.state.epoch_sums = sums
-        bar = tqdm(
+        bar = progress(
             self.loader,
             desc=f"epoch {epoch + 1}/{self.cfg.train.schedule.epochs}",
-            dynamic_ncols=True,
-            leave=False,
-            disable=not self.dist.is_main,
+            enabled=self.dist.is_main,
         )
         tic = time.perf_counter()
         seen = 0  # this invocation's images, for the speed
@@ -576,8 +576,20 @@ class Trainer:
             self.resume(resume, strict=strict_resume)
             finished = self.finished_summary()
             if finished is not None:
-                print(f"{self.out_dir}: the run had already finished (epoch {self.state.epoch})")
+                print(
+                    f"{self.out_dir}: the run had already finished (epoch {self.state.epoch}); "
+                    "nothing written"
+                )
+                self.already_finished = True
                 return finished
+            if is_finished(self.out_dir):
+                raise RunDirError(
+                    f"{self.out_dir} holds a finished run, and --resume {resume} would train "
+                    "it further (a longer schedule?) and replace its final.pt and summary.json. "
+                    f"Continue it in a new run instead: --resume {resume} --set output_dir=NEW"
+                )
+            if self.ckpt_dir.resolve() != resume.resolve().parent:
+                self.state.log_lines = 0  # another run's checkpoint: this folder's log is new
         self.cut_log()  # a fresh start (or a resume that found no checkpoint) logs anew
         handlers = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
