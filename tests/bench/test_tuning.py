@@ -41,9 +41,11 @@ def test_only_rows_run_on_the_most_seeds_can_win():
 
 
 def test_stage_3_reruns_the_best_rows_of_seed_0():
-    # once a row has more seeds its mean moves; stage 3's choice stays the seed-0 one
-    tau = row("tau0.5", {0: 25.6, 1: 24.9, 2: 23.6}, 0.20)  # best on seed 0, mean 24.7
-    uniform = row("uniform", {0: 24.9}, 0.19)
-    joint = row("joint", {0: 24.88}, 0.19)
-    meta = row("meta", {0: 24.7}, 0.48)
-    assert stage3_rows(ranked(tau, uniform, joint, meta)) == ["tau0.5", "uniform", "joint"]
+    # once a row has more seeds its mean moves; stage 3's choice stays the seed-0 one.
+    # `a` leads on seed 0 but not on the mean; `d` is fourth on seed 0 and is left out
+    a = row("a", {0: 9.0, 1: 3.0, 2: 3.0}, 0.20)  # mean 5.0
+    b = row("b", {0: 7.0}, 0.19)
+    c = row("c", {0: 8.0}, 0.19)
+    d = row("d", {0: 6.0}, 0.48)
+    assert stage3_rows(ranked(a, b, c, d)) == ["a", "c", "b"]
+    assert stage3_rows(ranked(d, c)) == ["c", "d"]

@@ -76,16 +76,13 @@ def test_mixed_batch_image_without_instances(make_inputs):
     assert inputs.student_feats[0].grad[1].abs().sum() > 0
 
 
-def test_no_gradient_reaches_the_teacher(make_inputs):
-    teacher = torch.nn.Conv2d(4, 4, 1)
+def test_gradient_reaches_the_student_and_the_gcblocks(make_inputs):
+    # the teacher's side is detached by the Distiller, not by the method: tested for
+    # every method in test_distill_config_distiller.py
     inputs = make_inputs()
-    with torch.no_grad():
-        inputs.teacher_feats = [teacher(f) for f in inputs.teacher_feats]
     method = FGD(4, 2)
     sum(method(inputs).values()).backward()
-    assert all(not f.requires_grad for f in inputs.teacher_feats)
-    assert all(p.grad is None for p in teacher.parameters())
-    assert all(f.grad is not None for f in inputs.student_feats)
+    assert all(f.grad.abs().sum() > 0 for f in inputs.student_feats)
     # the GcBlocks belong to the method and do learn
     assert method.relations_teacher[0].channel_add[-1].weight.grad is not None
 
