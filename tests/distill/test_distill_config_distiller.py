@@ -10,7 +10,7 @@ from liafkd.distill.distiller import Distiller, build_distiller
 from liafkd.distill.fgd import FGD, build_level_masks, instance_losses
 from liafkd.distill.registry import CROSS_HEAD_METHODS, METHODS, build_method
 from liafkd.distill.selector import alignment_scores
-from liafkd.models.outputs import DetectorOutput
+from liafkd.models.outputs import DetectorOutput, HeadOutputs
 
 TEACHER = {"config": "teacher.yaml", "checkpoint": "teacher.pth"}
 
@@ -163,7 +163,7 @@ def test_det_grads_through_non_identity_adapters(make_inputs):
         torch.nn.functional.conv2d(f, m).pow(2).sum() for f, m in zip(raw, mixing, strict=True)
     )
     cfg = load_distill_config(
-        {"method": "liaf", "teacher": TEACHER, "liaf": {"selector": {"objective": "aligned"}}}, "x"
+        {"method": "liaf", "teacher": TEACHER, "liaf": {"selector": selector}}, "x"
     )
     distiller = build_distiller(cfg, 3, 4, 2)
     student, teacher = _outputs(inputs, raw)
