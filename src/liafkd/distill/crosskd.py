@@ -28,8 +28,15 @@ teacher's blocks to their input).
 Defaults: CrossKD's GFL R101 -> R50 1x config (github.com/jbwang1997/CrossKD, commit
 b0c5a76): cut after 3 of 4 blocks (`cut: -1`), KD-QFL with beta 1 and weight 1, KL with
 T = 1 summed over the bins and weight 4. Deliberate differences:
-- our head is cut after a block's ReLU (`GFLHead.branch_feats`), the reference's just
-  before it; so `align_stats` matches post-activation statistics, then applies the ReLU;
+- none in the statistics `align_stats` matches: our head is cut after a block's ReLU
+  (`GFLHead.branch_feats`); the reference cuts before it, but its ReLU runs in place, so
+  the tensor it takes statistics of is post-activation too, as here;
+- the qfl normaliser is the batch's positives, max(sum_i P_i, 1), as GFL's own QFL
+  here; the reference divides by sum_i max(P_i, 1), one more per image without a
+  positive location (on a batch with P = [27, 0]: 28 against our 27, 3.7% less loss);
+- every location of the padded batch counts, including those outside a smaller image's
+  own extent (the reference gives those zero weight). The two agree wherever a batch's
+  images share one size, as in every shipped bench (each resizes to one fixed size);
 - the adapters let the two heads differ in width (the reference needs equal widths);
 - `align_stats` uses the population std (see pkd.py);
 - the GIoU term between decoded boxes that later reference commits add is left out.
