@@ -19,6 +19,7 @@ def add_data_subcommands(sub: argparse._SubParsersAction) -> None:
     """One line per `liafkd data` sub-command."""
     _add_check_parser(sub)
     _add_convert_parser(sub)
+    _add_get_parser(sub)
     add_synth_parser(sub)
 
 
@@ -82,6 +83,44 @@ def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", choices=["coco"], required=True, help="target format")
     parser.add_argument("--out", required=True, metavar="OUT.json", help="output file")
     parser.set_defaults(func=run_convert)
+
+
+def _add_get_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "get",
+        help="download a public dataset, pinned and checked file by file (bccd)",
+        description="bccd: the BCCD/ folder of Shenggan/BCCD_Dataset at commit "
+        "d272fb14cdff6e473fafeeeba32aba5f560e9e43 (MIT), written to DIR/BCCD (Pascal VOC: "
+        "Annotations, JPEGImages, ImageSets/Main) and checked against the sha256 of every "
+        "file that liafkd ships. DIR must be new, empty, or an earlier `data get` folder "
+        "(then its files are checked again, not downloaded again). coco128 is not offered: "
+        "it has no pinned source (the command says why).",
+    )
+    parser.add_argument("dataset", choices=["bccd", "coco128"], help="which dataset")
+    parser.add_argument("--to", required=True, type=Path, metavar="DIR", help="destination")
+    parser.add_argument(
+        "--url",
+        help="fetch the same commit's archive from here instead (https:// or file://; "
+        "tar.gz or zip with GitHub's top folder, BCCD_Dataset-<commit>/BCCD/...)",
+    )
+    parser.set_defaults(func=run_get)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    from liafkd.data.download import NOT_OFFERED, PINNED, get_dataset
+
+    if args.dataset in NOT_OFFERED:
+        print(f"error: {NOT_OFFERED[args.dataset]}", file=sys.stderr)
+        return 2
+    dataset = PINNED[args.dataset]
+    target = get_dataset(dataset, args.to, args.url)
+    print(
+        f"{dataset.name}: {target} matches {dataset.repository}@{dataset.commit[:12]} "
+        f"({dataset.licence} licence). Read it with a dataset YAML such as\n"
+        f"  format: voc\n  root: {target.resolve()}\n  split: train  # or val, test, trainval\n"
+        "  classes: [RBC, WBC, Platelets]"
+    )
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
