@@ -108,8 +108,10 @@ def test_predict_reports_bad_inputs(tiny_distill_runs, tmp_path, capsys):
     ("names", "ids"),
     [
         (["000007.png", "000011.png"], [7, 11]),  # KITTI stems: their numbers
-        (["b.png", "a.jpg"], [1, 2]),  # positions from 1, in the order given
-        (["1.png", "x/001.png"], [1, 2]),  # numbers that collide: positions
+        (["b.png", "a.jpg"], [2, 1]),  # names: numbered from 1 in sorted order
+        (["1.png", "x/001.png"], [2, 1]),  # numbers that collide are names
+        (["000000.png", "zz.png", "000004.png"], [0, 5, 4]),  # a stray name renumbers none
+        (["²³.png", "7.png"], [8, 7]),  # non-ASCII digits are a name, not int("²³")
     ],
 )
 def test_image_ids(names, ids):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from liafkd.config import ConfigError, DatasetConfig
+from liafkd.data.image_ids import assign_image_ids
 from liafkd.data.images import ImageReadError, header_size
 from liafkd.data.records import DatasetIndex, ImageRecord, Problem
 
@@ -67,7 +68,7 @@ class RawImage:
     height: int
     objects: list[RawObject]
     location: str  # the annotation source, for image-level problems
-    image_id: int | None = None  # kept when the format has one (COCO)
+    image_id: int | None = None  # the format's own id (COCO); else from the stems
 
 
 def find_image(folder: Path, stem: str) -> Path | None:
@@ -326,18 +327,16 @@ def assemble_index(
     problems: list[Problem],
     dont_care_names: Iterable[str] = (),
 ) -> DatasetIndex:
-    """Records for the parsed images; images without an id are numbered from 1."""
+    """Records for the parsed images. Ids: the format's own (COCO), else from the image
+    file stems by liafkd.data.image_ids (KITTI's `000123.png` is 123; unique always)."""
     table = ClassTable(cfg, class_names, dont_care_names)
+    if all(raw.image_id is not None for raw in raw_images):
+        ids = [int(raw.image_id) for raw in raw_images]  # type: ignore[arg-type]
+    else:
+        ids = assign_image_ids([raw.image_path.stem for raw in raw_images])
     records = [
-        build_record(
-            raw,
-            raw.image_id if raw.image_id is not None else position + 1,
-            table,
-            attr_names,
-            cfg,
-            problems,
-        )
-        for position, raw in enumerate(raw_images)
+        build_record(raw, image_id, table, attr_names, cfg, problems)
+        for raw, image_id in zip(raw_images, ids, strict=True)
     ]
     return DatasetIndex(
         records=records,

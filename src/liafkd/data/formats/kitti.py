@@ -7,6 +7,7 @@ Classes default to Car, Pedestrian, Cyclist. DontCare regions become ignore boxe
 label DONT_CARE_LABEL (-1); `ignore_classes` (e.g. Van, Person_sitting) become ignore
 boxes labelled by their index in `DatasetIndex.ignore_class_names`.
 Attributes: "truncated" (float), "occluded" (int 0-3), "alpha" (float).
+Image ids follow liafkd.data.image_ids: `000123.png` is image 123.
 """
 
 from __future__ import annotations
@@ -191,11 +192,7 @@ def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
         objects = _read_objects(label_path, problems)
         if objects is None:
             continue
-        # numeric KITTI stems are the image ids, so result files keep the stems' names
-        image_id = int(stem) if stem.isdigit() else None
-        raw_images.append(
-            RawImage(image_path, size[0], size[1], objects, str(label_path), image_id=image_id)
-        )
+        raw_images.append(RawImage(image_path, size[0], size[1], objects, str(label_path)))
     class_names = cfg.classes or DEFAULT_CLASSES
     if not cfg.ignore_classes:
         ignore = [name for name in DEFAULT_IGNORE_CLASSES if name not in class_names]
