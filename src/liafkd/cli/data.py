@@ -20,6 +20,7 @@ def add_data_subcommands(sub: argparse._SubParsersAction) -> None:
     _add_check_parser(sub)
     _add_convert_parser(sub)
     _add_get_parser(sub)
+    _add_prepare_parser(sub)
     add_synth_parser(sub)
 
 
@@ -119,6 +120,38 @@ def run_get(args: argparse.Namespace) -> int:
         f"({dataset.licence} licence). Read it with a dataset YAML such as\n"
         f"  format: voc\n  root: {target.resolve()}\n  split: train  # or val, test, trainval\n"
         "  classes: [RBC, WBC, Platelets]"
+    )
+    return 0
+
+
+def _add_prepare_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "prepare",
+        help="lay out a dataset from its official downloads (kitti)",
+        description="kitti: unpack KITTI's data_object_image_2.zip and "
+        "data_object_label_2.zip (from folder --zips) into --to as training/image_2, "
+        "training/label_2, testing/image_2, and write the standard train/val split "
+        "(3,712 / 3,769 frames) to ImageSets/{train,val,trainval}.txt: a dataset YAML "
+        "`format: kitti, root: DIR, split: train` (or val) reads it. --to must be new, "
+        "empty, or an earlier `data prepare` folder.",
+    )
+    parser.add_argument("dataset", choices=["kitti"], help="which dataset")
+    parser.add_argument(
+        "--zips", required=True, type=Path, metavar="DIR", help="folder holding the two zips"
+    )
+    parser.add_argument("--to", required=True, type=Path, metavar="DIR", help="destination")
+    parser.set_defaults(func=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from liafkd.data.prepare_kitti import prepare_kitti
+
+    counts = prepare_kitti(args.zips, args.to)
+    print(
+        f"kitti: {args.to} holds the standard split (train {counts['train']}, "
+        f"val {counts['val']} frames). Read it with\n"
+        f"  format: kitti\n  root: {args.to.resolve()}\n  split: train  # or val\n"
+        "  classes: [Car, Pedestrian, Cyclist]"
     )
     return 0
 

@@ -9,7 +9,6 @@ holds anything liafkd did not write; a mismatch names the files and deletes noth
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 import tempfile
 import urllib.error
@@ -22,15 +21,14 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from liafkd.config import ConfigError
+from liafkd.data.destination import MARKER, DataFolderError, check_destination, write_marker
 
-MARKER = ".liafkd-data.json"  # what `data get` writes first: the folder is liafkd's
 CHUNK = 1 << 20
 MAX_LISTED = 20
 
 
-class DownloadError(ConfigError):
-    """The archive cannot be fetched or read, or the destination cannot take it."""
+class DownloadError(DataFolderError):
+    """The archive cannot be fetched or read, or its files do not match the manifest."""
 
 
 @dataclass(frozen=True)
@@ -76,17 +74,6 @@ def read_manifest(dataset: PinnedDataset) -> dict[str, str]:
         digest, _, relative = line.partition("  ")
         entries[relative] = digest
     return entries
-
-
-def check_destination(dest: Path) -> None:
-    """Refuse a file, or a non-empty folder that liafkd's `data get` did not write."""
-    if dest.exists() and not dest.is_dir():
-        raise DownloadError(f"{dest} exists and is not a folder")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).is_file():
-        raise DownloadError(
-            f"{dest} is not empty and was not written by `liafkd data get` (no {MARKER}): "
-            "give an empty or new folder"
-        )
 
 
 def download(url: str, into: BinaryIO) -> int:
@@ -188,15 +175,14 @@ def mismatches(expected: dict[str, str], written: dict[str, str]) -> list[str]:
     return lines
 
 
-def write_marker(dest: Path, dataset: PinnedDataset, url: str, verified: bool) -> None:
-    record = {
+def pin_record(dataset: PinnedDataset, url: str, verified: bool) -> dict[str, object]:
+    return {
         "dataset": dataset.name,
         "repository": dataset.repository,
         "commit": dataset.commit,
         "url": url,
         "verified": verified,
     }
-    (dest / MARKER).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def mismatch_error(dataset: PinnedDataset, target: Path, problems: list[str], what: str) -> str:
@@ -215,7 +201,7 @@ def get_dataset(dataset: PinnedDataset, dest: Path, url: str | None = None) -> P
     Raises DownloadError naming every file that does not match the manifest; nothing is
     deleted."""
     url = url or dataset.url
-    check_destination(dest)
+    check_destination(dest, "liafkd data get")
     expected = read_manifest(dataset)
     target = dest / dataset.folder
     if target.exists():
@@ -229,7 +215,7 @@ def get_dataset(dataset: PinnedDataset, dest: Path, url: str | None = None) -> P
         print(f"{target} is already there, every file as in the manifest")
         return target
     dest.mkdir(parents=True, exist_ok=True)
-    write_marker(dest, dataset, url, verified=False)
+    write_marker(dest, pin_record(dataset, url, verified=False))
     with tempfile.NamedTemporaryFile(dir=dest, prefix=".liafkd-download-") as archive:
         size = download(url, archive)
         archive.flush()
@@ -242,5 +228,5 @@ def get_dataset(dataset: PinnedDataset, dest: Path, url: str | None = None) -> P
                 dataset, target, problems, f"left in place ({dest / MARKER}: verified false)"
             )
         )
-    write_marker(dest, dataset, url, verified=True)
+    write_marker(dest, pin_record(dataset, url, verified=True))
     return target
