@@ -38,9 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 SELECTORS: dict[str, dict | None] = {
     "none": None,
     "liaf": {},
-    "liaf-aligned": {"objective": "aligned"},
-    "liaf-meta": {"objective": "meta"},
-    "liaf-meta-every4": {"objective": "meta", "meta_every": 4},
+    "liaf-aligned": {"objective": "aligned", "lam": 0.5},
+    "liaf-meta": {"objective": "meta", "lam": 0.5},
+    "liaf-meta-every4": {"objective": "meta", "meta_every": 4, "lam": 0.5},
 }
 CLASSES = ["Car", "Pedestrian", "Cyclist"]  # the synthetic dataset's
 

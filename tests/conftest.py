@@ -71,8 +71,9 @@ def tiny_config(tmp_path: Path):
 @pytest.fixture(scope="session")
 def tiny_distill_runs(tmp_path_factory) -> dict[str, Path]:
     """Trained once per session: a tiny teacher and two students distilled from it with
-    `liaf` and with `none`. {"teacher" | "liaf" | "none": the run's config}; each run's
-    output_dir holds final.pt (and the liaf run its instance dumps)."""
+    `liaf` (a learnt weighting, selector.lam 0.5) and with `none`. {"teacher" | "liaf" |
+    "none": the run's config}; each run's output_dir holds final.pt (and the liaf run its
+    instance dumps)."""
     from liafkd.engine.runs import distill_student, train_detector
 
     root = tmp_path_factory.mktemp("tiny_distill")
@@ -86,6 +87,8 @@ def tiny_distill_runs(tmp_path_factory) -> dict[str, Path]:
             "teacher": {"config": str(teacher), "checkpoint": str(root / "teacher" / "final.pt")},
             "checks": {"teacher_sanity": False},  # a 2-epoch teacher scores about 0
         }
+        if method == "liaf":  # lam 0, the default, builds no selector and dumps nothing
+            raw["distill"]["liaf"] = {"selector": {"lam": 0.5}}
         configs[method] = write_yaml(raw, root / f"student_{method}.yaml")
         distill_student(str(configs[method]), [])
     return configs

@@ -54,9 +54,12 @@ def test_doctor_passes_a_healthy_distill_config_without_training(distill_config,
     rows = table(capsys)
     for name in ("data.train", "model", "teacher classes", "teacher weights", "teacher sanity"):
         assert rows[name] == "PASS"
-    assert rows["term loss_liaf_fg"] == rows["distiller selector"] == "PASS"
+    assert rows["term loss_liaf_fg"] == "PASS"
+    assert "distiller selector" not in rows  # lam 0, the default, builds no selector
     assert rows["teacher frozen"] == "PASS"
     assert not Path(load_config(config).output_dir).exists()
+    assert main(["doctor", str(config), "--set", "distill.liaf.selector.lam=0.5"]) == 0
+    assert table(capsys)["distiller selector"] == "PASS"
 
 
 def test_doctor_fails_with_exit_1_naming_the_broken_term(distill_config, capsys):

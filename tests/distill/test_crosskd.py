@@ -276,6 +276,20 @@ def test_liaf_plus_crosskd_weights_the_cross_head_terms(pair):
     student.zero_grad(set_to_none=True)
 
 
+def test_liaf_plus_crosskd_at_lam_zero_runs_crosskd_unweighted(pair):
+    student, teacher = pair
+    distiller = distill(student, teacher, method="liaf+crosskd")  # the default, lam 0
+    method = distiller.method
+    assert method.selector is None and "instances" not in distiller.needs
+    out_s, out_t, losses = run(distiller, student, teacher)
+    assert "loss_liaf_entropy" not in losses
+    inputs = distiller.build_inputs(out_s, out_t, targets(), IMAGES_SHAPE, list(student.strides))
+    plain = method.crosskd.prediction_losses(inputs)  # CrossKD alone, no location weights
+    for name in ("loss_crosskd_qfl", "loss_crosskd_kl"):
+        assert torch.equal(losses[name], plain[name])
+    student.zero_grad(set_to_none=True)
+
+
 def test_liaf_crosskd_location_weights_follow_assignment(pair):
     student, teacher = pair
     distiller = distill(student, teacher, method="liaf+crosskd")

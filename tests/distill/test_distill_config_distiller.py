@@ -162,6 +162,7 @@ def test_det_grads_through_non_identity_adapters(make_inputs):
     det_loss = sum(
         torch.nn.functional.conv2d(f, m).pow(2).sum() for f, m in zip(raw, mixing, strict=True)
     )
+    selector = {"objective": "aligned", "lam": 0.5}
     cfg = load_distill_config(
         {"method": "liaf", "teacher": TEACHER, "liaf": {"selector": selector}}, "x"
     )
@@ -193,12 +194,40 @@ def test_every_method_builds_runs_and_backpropagates(make_inputs, name):
     cfg = load_distill_config({"method": name, "teacher": TEACHER}, "x")
     distiller = build_distiller(cfg, 4, 4, 2)
     student, teacher = _outputs(inputs, inputs.student_feats)
+    # a teacher whose outputs carry its graph (as if the engine forgot no_grad)
+    teacher_scale = torch.nn.Parameter(torch.tensor(1.5))
+    teacher.feats = [teacher_scale * f for f in teacher.feats]
+    teacher.head = HeadOutputs(
+        [teacher_scale * t for t in teacher.head.cls_logits],
+        [teacher_scale * t for t in teacher.head.box_dists],
+    )
     det_loss = sum(f.pow(2).sum() for f in inputs.student_feats)
     losses = _call(distiller, inputs, student, teacher, det_loss)
     assert (losses == {}) == (name == "none")
     assert all(
         k.startswith("loss_") and v.dim() == 0 and torch.isfinite(v) for k, v in losses.items()
     )
-    if losses:
-        sum(losses.values()).backward()
     assert isinstance(build_method(cfg, 4, 2), type(distiller.method))
+    if name == "none":
+        return
+    sum(losses.values()).backward()
+    assert teacher_scale.grad is None
+    student_tensors = [*inputs.student_feats, *student.head.cls_logits, *student.head.box_dists]
+    reached = sum(t.grad.abs().sum().item() for t in student_tensors if t.grad is not None)
+    assert reached > 0, f"{name}: no gradient reaches the student"
+
+
+@pytest.mark.parametrize("objective", ["aligned", "meta"])
+def test_learnt_objective_at_lam_zero_is_refused_naming_the_key(objective):
+    raw = {"method": "liaf", "teacher": TEACHER, "liaf": {"selector": {"objective": objective}}}
+    with pytest.raises(ConfigError) as err:
+        load_distill_config(raw, "exp.yaml")
+    message = str(err.value)
+    assert message.startswith("exp.yaml: distill.liaf.selector: ")
+    assert f"objective '{objective}' with lam 0" in message
+    assert "Set distill.liaf.selector.lam above 0" in message
+    raw["liaf"]["selector"]["lam"] = 0.5
+    assert load_distill_config(raw, "exp.yaml").liaf.selector.objective == objective
+    for other in ("joint", "adversarial"):  # at lam 0 they cost nothing: no selector is built
+        raw["liaf"]["selector"] = {"objective": other}
+        assert load_distill_config(raw, "exp.yaml").liaf.selector.lam == 0.0

@@ -24,7 +24,7 @@ def test_liaf_ld_aligned_on_tiny_gfl():
     raw = {
         "method": "liaf+ld",
         "teacher": {"config": "t.yaml", "checkpoint": "t.pth"},
-        "liaf": {"delta_global": 1e-5, "selector": {"objective": "aligned"}},
+        "liaf": {"delta_global": 1e-5, "selector": {"objective": "aligned", "lam": 0.5}},
     }
     distiller = build_distiller(load_distill_config(raw, "exp.yaml"), 16, 24, 5)
     out_s = student.forward_train(images, targets)

@@ -24,7 +24,7 @@ def _softmax(values, tau):
 
 def test_liaf_starts_uniform_equal_to_sum_of_instance_terms(make_inputs):
     inputs = make_inputs()
-    method = LIAF(4, 2, alpha_fg=2.0, beta_bg=3.0, gamma_att=5.0, entropy_beta=0.1)
+    method = LIAF(4, 2, lam=0.5, alpha_fg=2.0, beta_bg=3.0, gamma_att=5.0, entropy_beta=0.1)
     losses = method(inputs)
     fg, bg, per_instance = focal_terms(inputs)
     assert set(losses) == {"loss_liaf_fg", "loss_liaf_bg", "loss_liaf_att", "loss_liaf_entropy"}
@@ -53,7 +53,7 @@ def test_liaf_golden_with_learned_logits(make_inputs):
 
 def _selector_grad(objective: str, inputs_factory) -> torch.Tensor:
     torch.manual_seed(0)
-    method = LIAF(4, 2, alpha_fg=1.0, objective=objective, entropy_beta=0.0)
+    method = LIAF(4, 2, lam=0.5, alpha_fg=1.0, objective=objective, entropy_beta=0.0)
     _spread_selector(method)
     method(inputs_factory())["loss_liaf_fg"].backward()
     return method.selector.score[0].weight.grad
@@ -89,7 +89,7 @@ def test_logit_gradient_favours_small_loss_under_joint(make_inputs, objective, s
 
 def test_aligned_objective(make_inputs):
     inputs = make_inputs()
-    method = LIAF(4, 2, objective="aligned", entropy_beta=0.0, align_weight=2.0)
+    method = LIAF(4, 2, lam=0.5, objective="aligned", entropy_beta=0.0, align_weight=2.0)
     assert "det_grads" in method.needs
     with pytest.raises(ValueError, match="det_grads"):
         method(inputs)
@@ -121,7 +121,7 @@ def test_aligned_weights_an_opposing_instance_below_an_aligned_one(make_inputs):
     # alone on image 1). The selector must end with w_0 > w_2; before the sign fix
     # (r_i = -<.,.>) it learned the reverse.
     inputs = make_inputs()
-    method = LIAF(4, 2, objective="aligned", entropy_beta=0.0)
+    method = LIAF(4, 2, lam=0.5, objective="aligned", entropy_beta=0.0)
     per_instance = instance_losses(
         method.level_errors(inputs), method.masks(inputs), inputs.batch_size
     )
@@ -139,7 +139,7 @@ def test_aligned_weights_an_opposing_instance_below_an_aligned_one(make_inputs):
 def test_liaf_no_instances(make_inputs):
     inputs = make_inputs(boxes_per_image=[[], []], teacher_loss=[])
     for objective in ("joint", "adversarial", "aligned"):
-        method = LIAF(4, 2, objective=objective, delta_global=1e-3)
+        method = LIAF(4, 2, lam=0.5, objective=objective, delta_global=1e-3)
         inputs.det_grads = [torch.randn_like(f) for f in inputs.student_feats]
         losses = method(inputs)
         assert losses["loss_liaf_fg"].item() == 0.0
@@ -153,7 +153,7 @@ def test_liaf_no_instances(make_inputs):
 def test_liaf_mixed_batch(make_inputs):
     boxes = [[[0.0, 0.0, 16.0, 16.0]], []]
     inputs = make_inputs(boxes_per_image=boxes, teacher_loss=[0.3])
-    losses = LIAF(4, 2, alpha_fg=1.0, beta_bg=1.0)(inputs)
+    losses = LIAF(4, 2, lam=0.5, alpha_fg=1.0, beta_bg=1.0)(inputs)
     fg, bg, per_instance = focal_terms(inputs)
     assert losses["loss_liaf_fg"].item() == pytest.approx(per_instance[0], rel=1e-5)
     assert losses["loss_liaf_bg"].item() == pytest.approx(bg, rel=1e-5)
@@ -162,7 +162,7 @@ def test_liaf_mixed_batch(make_inputs):
 def test_liaf_ld_scales_ld_by_instance_weights(make_inputs):
     inputs = make_inputs()
     ld = LocalizationDistillation(weight=0.25, temperature=10.0)
-    method = LIAF(4, 2, ld=ld)
+    method = LIAF(4, 2, lam=0.5, ld=ld)
     assert {"head", "assign", "instances", "feats"} <= method.needs
     uniform = method(inputs)["loss_liaf_ld"].item()
     assert uniform == pytest.approx(ld(inputs)["loss_ld"].item(), rel=1e-6)
@@ -176,16 +176,12 @@ def test_liaf_ld_scales_ld_by_instance_weights(make_inputs):
     assert expected != pytest.approx(uniform)
 
 
-def test_liaf_stats_and_teacher_untouched(make_inputs):
-    teacher = torch.nn.Conv2d(4, 4, 1)
-    method = LIAF(4, 2, delta_global=1e-3)
+def test_liaf_stats(make_inputs):
+    # the teacher's side is detached by the Distiller: test_distill_config_distiller.py
+    method = LIAF(4, 2, lam=0.5, delta_global=1e-3)
     _spread_selector(method)
     for seed in (0, 1):
-        inputs = make_inputs(seed=seed)
-        with torch.no_grad():
-            inputs.teacher_feats = [teacher(f) for f in inputs.teacher_feats]
-        sum(method(inputs).values()).backward()
-    assert all(p.grad is None for p in teacher.parameters())
+        sum(method(make_inputs(seed=seed)).values()).backward()
     stats = method.stats()
     assert stats["num_instances"] == 6
     assert stats["weight_mean"] == pytest.approx(1.0)
@@ -199,3 +195,51 @@ def test_liaf_stats_and_teacher_untouched(make_inputs):
 def test_lam_out_of_range():
     with pytest.raises(ValueError, match="lam"):
         LIAF(4, 2, lam=1.5)
+
+
+# --- lam 0, the shipped default: uniform weights, no selector -------------------------
+
+
+def test_lam_zero_is_the_class_default_and_builds_no_selector():
+    method = LIAF(4, 2)
+    assert method.lam == 0.0 and method.selector is None
+    assert not any("selector" in name for name, _ in method.named_parameters())
+    assert method.needs == {"feats"}  # no instance states: nothing builds descriptors
+
+
+def test_lam_zero_loss_is_the_plain_per_instance_sum(make_inputs, monkeypatch):
+    def no_descriptors(*_args, **_kwargs):
+        raise AssertionError("lam 0 must not build descriptors (RoIAlign, selector MLP)")
+
+    monkeypatch.setattr("liafkd.distill.liaf.build_descriptors", no_descriptors)
+    inputs = make_inputs()
+    inputs.teacher_instances = inputs.student_instances = None  # not gathered at lam 0
+    method = LIAF(4, 2, alpha_fg=2.0, beta_bg=3.0, gamma_att=5.0, entropy_beta=0.1)
+    losses = method(inputs)
+    assert set(losses) == {"loss_liaf_fg", "loss_liaf_bg", "loss_liaf_att"}  # no entropy
+    _, bg, per_instance = focal_terms(inputs)
+    assert len(per_instance) == 3
+    assert losses["loss_liaf_fg"].item() == pytest.approx(2.0 * sum(per_instance), rel=1e-5)
+    assert losses["loss_liaf_bg"].item() == pytest.approx(3.0 * bg, rel=1e-5)
+    assert losses["loss_liaf_att"].item() == pytest.approx(5.0 * attention_term(inputs), rel=1e-5)
+    masks = method.masks(inputs)
+    own = instance_losses(method.level_errors(inputs), masks, inputs.batch_size)
+    weights, terms = method._select(inputs, masks, own)
+    assert terms == {} and torch.equal(weights, torch.ones(3))
+    assert torch.equal(losses["loss_liaf_fg"], 2.0 * own.sum())
+    assert method.stats() == {} and method.instance_records() == []  # no weight log
+
+
+def test_lam_zero_liaf_ld_is_plain_ld(make_inputs):
+    inputs = make_inputs()
+    ld = LocalizationDistillation(weight=0.25, temperature=10.0)
+    method = LIAF(4, 2, ld=ld)
+    assert "instances" not in method.needs
+    assert torch.equal(method(inputs)["loss_liaf_ld"], ld(inputs)["loss_ld"])
+
+
+@pytest.mark.parametrize("objective", ["aligned", "meta"])
+def test_learnt_objectives_refuse_lam_zero(objective):
+    with pytest.raises(ValueError, match=f"'{objective}' at lam 0.*set lam > 0"):
+        LIAF(4, 2, objective=objective)
+    LIAF(4, 2, objective=objective, lam=0.5)  # with a weighting to learn they build

@@ -129,7 +129,7 @@ def test_helpfulness_signs_on_the_toy(make_inputs):
     # imitating instance 0 (teacher = w_star) moves w toward w_star, as the detection
     # loss on the other image does: h_0 > 0; instance 1's teacher pulls the other way
     student, images = _toy()
-    method = LIAF(4, 2, objective="meta")
+    method = LIAF(4, 2, lam=0.5, objective="meta")
     scores = helpfulness(_inputs(make_inputs, student, images), method._instance_losses)
     assert scores.shape == (2,)
     assert scores[0] > 0 > scores[1]
@@ -140,7 +140,7 @@ def test_helpfulness_is_the_exact_inner_product(batch_norm, make_inputs):
     boxes = [BOXES[0], [[8.0, 8.0, 40.0, 24.0]]]  # an instance on each image
     student, images = _toy(batch_norm)
     inputs = _inputs(make_inputs, student, images, boxes)
-    method = LIAF(4, 2, objective="meta")
+    method = LIAF(4, 2, lam=0.5, objective="meta")
     fast = helpfulness(inputs, method._instance_losses)
     expected = _autograd_helpfulness(student, inputs, method)
     assert fast.tolist() == pytest.approx(expected.tolist(), rel=1e-4, abs=1e-8)
@@ -151,7 +151,7 @@ def test_probe_leaves_the_student_untouched(make_inputs):
     student.train()
     inputs = _inputs(make_inputs, student, images, [BOXES[0], [[8.0, 8.0, 40.0, 24.0]]])
     before = copy.deepcopy(student.state_dict())  # after the main forward's BN update
-    helpfulness(inputs, LIAF(4, 2, objective="meta")._instance_losses)
+    helpfulness(inputs, LIAF(4, 2, lam=0.5, objective="meta")._instance_losses)
     after = student.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in student.parameters())
@@ -160,7 +160,7 @@ def test_probe_leaves_the_student_untouched(make_inputs):
 def test_meta_up_weights_the_helpful_instance(make_inputs):
     student, images = _toy()
     inputs = _inputs(make_inputs, student, images)
-    method = LIAF(4, 2, objective="meta", entropy_beta=0.0, width=8)
+    method = LIAF(4, 2, lam=0.5, objective="meta", entropy_beta=0.0, width=8)
     assert "student_probe" in method.needs
     losses = method(inputs)
     assert losses["loss_liaf_meta"].item() > 0
@@ -183,7 +183,7 @@ def test_meta_up_weights_the_helpful_instance(make_inputs):
 
 def test_meta_every_and_one_image_batches(make_inputs):
     student, images = _toy()
-    method = LIAF(4, 2, objective="meta", meta_every=3)
+    method = LIAF(4, 2, lam=0.5, objective="meta", meta_every=3)
     values, scored = [], []
     for _ in range(4):  # meta steps on calls 0 and 3
         values.append(method(_inputs(make_inputs, student, images))["loss_liaf_meta"].item())
@@ -193,7 +193,7 @@ def test_meta_every_and_one_image_batches(make_inputs):
     one = _inputs(make_inputs, student, images[:1], BOXES[:1])
     assert method(one)["loss_liaf_meta"].item() == 0  # no held-out half
     with pytest.raises(ValueError, match="meta_every"):
-        LIAF(4, 2, objective="meta", meta_every=0)
+        LIAF(4, 2, lam=0.5, objective="meta", meta_every=0)
 
 
 def test_meta_config_validation():
@@ -203,15 +203,15 @@ def test_meta_config_validation():
         raw = {"method": "liaf", "teacher": teacher, "liaf": {"selector": selector}}
         return load_distill_config(raw, "exp.yaml").liaf.selector
 
-    sel = load({"objective": "meta", "meta_every": 4, "meta_weight": 2.0})
+    sel = load({"objective": "meta", "lam": 0.5, "meta_every": 4, "meta_weight": 2.0})
     assert (sel.meta_every, sel.meta_weight) == (4, 2.0)
     assert load({}).objective == "joint"  # the default is unchanged
     with pytest.raises(Exception, match="meta_every"):
         load({"objective": "joint", "meta_every": 4})
     with pytest.raises(Exception, match="meta_every"):
-        load({"objective": "meta", "meta_every": 0})
+        load({"objective": "meta", "lam": 0.5, "meta_every": 0})
     with pytest.raises(Exception, match="meta_weight"):
-        load({"objective": "meta", "meta_weight": -1.0})
+        load({"objective": "meta", "lam": 0.5, "meta_weight": -1.0})
 
 
 def test_meta_on_tiny_gfl_through_the_distiller():
@@ -227,7 +227,7 @@ def test_meta_on_tiny_gfl_through_the_distiller():
     raw = {
         "method": "liaf",
         "teacher": {"config": "t.yaml", "checkpoint": "t.pth"},
-        "liaf": {"selector": {"objective": "meta"}},
+        "liaf": {"selector": {"objective": "meta", "lam": 0.5}},
     }
     distiller = build_distiller(load_distill_config(raw, "exp.yaml"), 16, 24, 5)
     out_s = student.forward_train(images, targets)
@@ -272,7 +272,7 @@ def test_distill_with_meta_end_to_end(tmp_path, experiment_writer):
     raw["distill"] = {
         "method": "liaf",
         "teacher": {"config": str(teacher), "checkpoint": str(tmp_path / "teacher" / "final.pt")},
-        "liaf": {"selector": {"objective": "meta", "meta_every": 2}},
+        "liaf": {"selector": {"objective": "meta", "lam": 0.5, "meta_every": 2}},
         "checks": {"teacher_sanity": False},  # a one-epoch teacher scores about 0
     }
     config = write_yaml(raw, tmp_path / "meta.yaml")

@@ -259,6 +259,7 @@ def test_distillation_under_torchrun_gathers_every_rank_instances(tiny_config, t
             "method": "liaf",
             "teacher": {"config": str(teacher_yaml), "checkpoint": str(tmp_path / "teacher.pt")},
             "checks": {"min_teacher_ap50": 0.0},
+            "liaf": {"selector": {"lam": 0.5}},  # lam 0 (the default) has no selector
         },
     )
     done = torchrun("-m", "liafkd", "distill", str(cfg))

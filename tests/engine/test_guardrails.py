@@ -131,8 +131,10 @@ def test_sanity_verdicts_by_hand():
 
 
 def test_healthy_run_trains_as_an_unchecked_one_and_summarises_terms(distill_config):
-    checked = distill_config("liaf", name="checked")
-    unchecked = distill_config("liaf", name="unchecked", checks={"enabled": False})
+    # a learnt weighting (lam > 0), so that there are a selector and instance dumps
+    selector = {"selector": {"lam": 0.5}}
+    checked = distill_config("liaf", name="checked", liaf=selector)
+    unchecked = distill_config("liaf", name="unchecked", checks={"enabled": False}, liaf=selector)
     summary = distill_student(str(checked), [])
     distill_student(str(unchecked), [])
     out = Path(load_config(checked).output_dir)

@@ -406,7 +406,8 @@ def cost_variants(check: Check) -> dict[str, dict[str, Any]]:
     for method in COST_METHODS[:1]:
         variants[method] = distill_block(check, method)
     for objective in selector_objectives():
-        options = {"liaf": {"selector": {"objective": objective}}}
+        # lam 0 builds no selector: 0.5 (the tuning's stage 1) measures each one's cost
+        options = {"liaf": {"selector": {"objective": objective, "lam": 0.5}}}
         variants[f"liaf-{objective}"] = distill_block(check, "liaf", **options)
     for method in COST_METHODS[1:]:
         variants[method] = distill_block(check, method)

@@ -7,7 +7,7 @@
       inherit: false          # true: student neck + head start from the teacher's weights
       feature_norm: teacher_rms   # teacher_rms | none: imitate features / teacher's RMS
       adapter: auto           # auto: 1x1 adapters only where the widths differ | always
-      liaf: {alpha_fg: 0.001, selector: {objective: joint, lam: 0.5}}
+      liaf: {alpha_fg: 0.001, selector: {objective: aligned, lam: 0.5}}
 
 Only the block of the chosen method is used (`aid-instance` uses `aid`, `liaf+ld` uses
 `liaf` and `ld`, `crosskd+pkd` uses `crosskd` and `pkd`, `fgd+crosskd` uses `fgd` and
@@ -121,8 +121,8 @@ class SelectorConfig(StrictModel):
     objective: Literal["joint", "adversarial", "aligned", "meta"] = "joint"
     # weights stay >= 1 - lam. Frozen at 0 (uniform weights: every instance weighs 1) by
     # cpu-synthetic-v2-tune's declared rule, where no learnt weighting beat uniform
-    # weights (benchmarks/cpu-synthetic-v2-tune/choice.json); lam > 0 turns the
-    # selector's weighting on
+    # weights (benchmarks/cpu-synthetic-v2-tune/choice.json); at 0 no selector is built
+    # (liaf.py). lam > 0 turns the selector's weighting on
     lam: float = Field(default=0.0, ge=0, le=1)
     tau_w: float = Field(default=1.0, gt=0)  # softmax temperature of the weights
     width: int = Field(default=64, ge=1)  # embedding / hidden width of g
@@ -143,6 +143,17 @@ class SelectorConfig(StrictModel):
         if knobs and self.objective != "meta":
             raise ValueError(
                 f"{', '.join(knobs)}: set with objective {self.objective!r}, used by 'meta' only"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _learnt_objectives_need_lam(self) -> SelectorConfig:
+        if self.lam == 0 and self.objective in ("aligned", "meta"):
+            raise ValueError(
+                f"objective {self.objective!r} with lam 0: at lam 0 every instance weighs 1 "
+                f"and no selector is built, so {self.objective!r} would pay its extra passes "
+                "for nothing. Set distill.liaf.selector.lam above 0 (e.g. 0.5) to learn the "
+                "weights, or drop distill.liaf.selector.objective for uniform weights"
             )
         return self
 

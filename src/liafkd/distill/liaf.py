@@ -8,6 +8,12 @@
            an instance, 1 elsewhere, `liaf+crosskd` only; crosskd.py)
 L_fg_i, bg, att, glb as in fgd.py; w_i, p_i from the selector (selector.py).
 
+At lam 0 (the shipped default) every w_i is exactly 1 whatever the selector says, so no
+selector is built: no descriptors, RoIAligns, MLP, entropy term or weight log. LIAF-KD
+is then FGD's focal imitation with the foreground term summed over instances (FGD
+max-pools their masks) and without FGD's global term unless delta_global > 0.
+`aligned` and `meta` at lam 0 would pay extra passes for nothing and are refused.
+
 How the selector learns (`objective`):
   joint        w_i carries the selector's graph: it is trained on the same total loss.
                An ablation, degenerate by construction: d(sum_i w_i L_i)/dz_i is
@@ -64,7 +70,7 @@ class LIAF(WeightLogged, FocalImitation):
         temperature: float = 0.5,
         gaussian_masks: bool = False,
         mask_rule: MaskRule = "fgd",
-        lam: float = 0.5,
+        lam: float = 0.0,
         tau_w: float = 1.0,
         width: int = 64,
         objective: Objective = "joint",
@@ -86,6 +92,11 @@ class LIAF(WeightLogged, FocalImitation):
             raise ValueError(f"selector lam must be in [0, 1], got {lam}")
         if meta_every < 1:
             raise ValueError(f"meta_every must be >= 1, got {meta_every}")
+        if lam == 0 and objective in ("aligned", "meta"):
+            raise ValueError(
+                f"selector objective {objective!r} at lam 0: the weights are uniform, so its "
+                "extra passes would change nothing; set lam > 0 or objective 'joint'"
+            )
         self.alpha_fg = alpha_fg
         self.beta_bg = beta_bg
         self.gamma_att = gamma_att
@@ -102,9 +113,10 @@ class LIAF(WeightLogged, FocalImitation):
         self._meta_calls = 0
         self.canonical_size = canonical_size
         self.roi_size = roi_size
-        self.selector = InstanceSelector(channels, width)
+        # lam 0: w_i = 1 whatever the logits, so the selector is not built (no parameters)
+        self.selector = InstanceSelector(channels, width) if lam > 0 else None
         self.ld = ld
-        needs = {"feats", "instances"}
+        needs = {"feats", "instances"} if self.selector is not None else {"feats"}
         if objective == "aligned":
             needs.add("det_grads")
         if objective == "meta":
@@ -132,10 +144,13 @@ class LIAF(WeightLogged, FocalImitation):
         if self.delta_global > 0:
             losses["loss_liaf_global"] = self.delta_global * self.global_term(inputs)
         losses.update(selector_terms)
-        if self.ld is not None:
-            losses["loss_liaf_ld"] = self.ld.loss(inputs, self._location_weights(inputs, weights))
-        if self.crosskd is not None:
+        # lam 0: every weight is 1, so LD and CrossKD run as they do alone
+        location_weights = None
+        if self.selector is not None and (self.ld is not None or self.crosskd is not None):
             location_weights = self._location_weights(inputs, weights)
+        if self.ld is not None:
+            losses["loss_liaf_ld"] = self.ld.loss(inputs, location_weights)
+        if self.crosskd is not None:
             losses.update(self.crosskd.prediction_losses(inputs, location_weights))
         return losses
 
@@ -143,6 +158,8 @@ class LIAF(WeightLogged, FocalImitation):
         self, inputs: DistillInputs, masks: list[LevelMasks], per_instance: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Weights for the imitation terms and the selector's own loss terms."""
+        if self.selector is None:  # lam 0: uniform weights, no selector terms, no log
+            return torch.ones_like(per_instance), {}
         zero = per_instance.new_zeros(())
         terms = {"loss_liaf_entropy": zero}
         if self.objective == "aligned":
