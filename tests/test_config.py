@@ -101,3 +101,35 @@ def test_out_of_range_epochs_stop_train_with_exit_2(tiny_config, tmp_path, capsy
         in capsys.readouterr().err
     )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("  batch_size: true\n", r"data\.batch_size"),  # inside BASE's data block
+        ("train:\n  optim:\n    lr: on\n", r"train\.optim\.lr"),
+        ("train:\n  schedule:\n    steps: [8, yes]\n", r"train\.schedule\.steps"),
+        ("  augment:\n    image_size: [true, 320]\n", r"data\.augment\.image_size"),
+        ("train:\n  optim:\n    grad_clip: false\n", r"train\.optim\.grad_clip"),
+    ],
+)
+def test_booleans_are_not_numbers(tmp_path, text, key):
+    """YAML's true/on/yes would otherwise become 1 or 1.0."""
+    with pytest.raises(ConfigError, match=rf"cfg\.yaml: {key}: Value error, expected a number"):
+        load_config(write(tmp_path, BASE + text))
+
+
+def test_booleans_stay_booleans_and_numbers_numbers(tmp_path):
+    cfg = load_config(
+        write(tmp_path, BASE),
+        ["data.cache_images=true", "data.batch_size=4", "train.optim.lr=1e-3"],
+    )
+    assert (cfg.data.cache_images, cfg.data.batch_size, cfg.train.optim.lr) == (True, 4, 0.001)
+
+
+@pytest.mark.parametrize("value", ["''", "'  '"])
+def test_empty_output_dir_is_refused(tmp_path, value):
+    with pytest.raises(
+        ConfigError, match=r"cfg\.yaml: output_dir: Value error, must name a folder"
+    ):
+        load_config(write(tmp_path, BASE + f"output_dir: {value}\n"))

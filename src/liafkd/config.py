@@ -8,18 +8,62 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that names the key."""
 
 
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The types an annotation ends in (int for list[int], tuple[int, ...], int | None,
+    a dict's values); Any and Literal count as `object` (anything goes)."""
+    if annotation is Any or get_origin(annotation) is Literal:
+        return {object}
+    args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+    if get_origin(annotation) is dict:
+        args = args[1:]
+    if not args:
+        return {annotation}
+    return set().union(*(_leaf_types(arg) for arg in args))
+
+
+def _takes_numbers_only(annotation: Any) -> bool:
+    leaves = _leaf_types(annotation)
+    return bool(leaves & {int, float}) and leaves <= {int, float, type(None)}
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_holds_bool(item) for item in value)
+    return isinstance(value, bool)
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic would read `batch_size: true` as 1 and `lr: on` as 1.0."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and _takes_numbers_only(field.annotation):
+            raise ValueError(
+                f"expected a number, got {value!r} (YAML reads true/false, yes/no and "
+                "on/off as booleans)"
+            )
+        return value
 
 
 class SplitRatio(StrictModel):
@@ -200,6 +244,15 @@ class ExperimentConfig(StrictModel):
     # filled by `liafkd distill`; validated by liafkd.distill.config
     distill: dict[str, Any] | None = None
 
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "must name a folder (an empty one would train into the working directory)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_classes(self) -> ExperimentConfig:
         if self.data.train.classes and self.data.val.classes:
@@ -353,7 +406,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     that names them, apply `--set` overrides, and validate."""
     path = Path(path)
     raw = apply_overrides(read_experiment_yaml(path), overrides or [])
-    if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
+    output_dir = raw.get("output_dir")
+    if isinstance(output_dir, str) and output_dir.strip() and not Path(output_dir).is_absolute():
         raw["output_dir"] = str(Path.cwd() / raw["output_dir"])
     return validate(ExperimentConfig, raw, str(path))
 

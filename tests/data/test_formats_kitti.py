@@ -1,3 +1,4 @@
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -123,7 +124,8 @@ def test_reader_split_file_malformed_line_missing_image(tmp_path):
     assert [Path(r.file_name).stem for r in index.records] == ["000000"]
     found = [(p.kind, Path(p.location).name) for p in index.problems]
     assert found == [("malformed_line", "000000.txt:2"), ("missing_image", "000001.txt")]
-    # without a split file every label file is read
+    # without ImageSets/, train is every label file
+    shutil.rmtree(root / "ImageSets")
     everything = read_dataset(kitti_cfg(root, split="train"))
     assert [Path(r.file_name).stem for r in everything.records] == ["000000", "000002"]
 

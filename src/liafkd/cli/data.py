@@ -64,8 +64,8 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
         "check",
         help="count images, instances and box sizes; list every problem",
         description="Decodes every image (a truncated file is a problem, not a crash). "
-        "Exit 0 when the dataset is readable, 1 when its policy is strict "
-        "and it has problems.",
+        "Exit 0 when the dataset is readable, 1 when it has no usable image or its "
+        "policy is strict and it has problems.",
     )
     parser.add_argument("dataset_config", metavar="DATASET_CONFIG", help="dataset YAML")
     parser.add_argument("--json", metavar="OUT", help="also write the summary as JSON")
@@ -169,6 +169,13 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2))
+    if not index.records:
+        print(
+            f"error: no usable image in {cfg.root} (split {summary['dataset']['split']}): "
+            "nothing to train or evaluate on",
+            file=sys.stderr,
+        )
+        return 1
     try:
         enforce_policy(index, cfg)
     except DatasetError:

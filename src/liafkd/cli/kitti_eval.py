@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score KITTI result files (16 fields a line, the last the score) "
         "against label_2 ground truth with the official devkit rules: Car at IoU 0.7, "
         "Pedestrian and Cyclist at 0.5; Easy, Moderate and Hard. A missing result "
-        "file means no detections in that image.",
+        "file means no detections in that image; a result file that matches no label "
+        "file is refused (its ids do not line up with the labels).",
     )
     p.add_argument("--labels", required=True, type=Path, help="label_2 folder (ground truth)")
     p.add_argument("--results", required=True, type=Path, help="folder of <id>.txt results")
@@ -33,6 +34,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_result_names(labels: Path, results: Path, gt: list) -> int:
+    """ValueError when a result file names an image that has no label file (ids that do
+    not line up: scoring without them would give a wrong AP); else how many result
+    files are for labelled images outside the evaluated set."""
+    label_stems = {p.stem for p in labels.glob("*.txt")}
+    result_stems = {p.stem for p in results.glob("*.txt")}
+    unmatched = sorted(result_stems - label_stems)
+    if unmatched:
+        shown = ", ".join(f"{stem}.txt" for stem in unmatched[:5])
+        raise ValueError(
+            f"{results}: {len(unmatched)} of {len(result_stems)} result file(s) match no "
+            f"label file in {labels} (e.g. {shown}); result files are named after the "
+            "label files (000123.txt for 000123.txt): remove them or fix their names"
+        )
+    return len(result_stems - {frame.image_id for frame in gt})
+
+
 def run(args: argparse.Namespace) -> int:
     from liafkd.data.formats.common import read_split_stems
     from liafkd.evaluation.kitti import evaluate_kitti, format_kitti_table, load_kitti_dir
@@ -42,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         gt = load_kitti_dir(args.labels, ids)
         if not args.results.is_dir():
             raise FileNotFoundError(f"{args.results}: result folder not found")
+        outside_split = check_result_names(args.labels, args.results, gt)
         missing = [f.image_id for f in gt if not (args.results / f"{f.image_id}.txt").is_file()]
         if gt and len(missing) == len(gt):
             raise FileNotFoundError(
@@ -54,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if outside_split:
+        print(
+            f"note: {outside_split} result file(s) are for labelled images outside --split "
+            "(not scored)",
+            file=sys.stderr,
+        )
     if missing:
         print(
             f"note: {len(missing)} of {len(gt)} images have no result file "

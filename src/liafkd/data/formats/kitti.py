@@ -1,5 +1,7 @@
 """KITTI object label_2: root/training/image_2/<stem>.png, root/training/label_2/<stem>.txt,
-split root/ImageSets/<split>.txt (all label files when absent).
+split root/ImageSets/<split>.txt. Without ImageSets/, `split: train` reads every label
+file and any other split name is refused (it would silently equal train); a name
+ImageSets/ lacks is refused with the names it has.
 
 A line has 15 space-separated fields: type, truncated, occluded, alpha, bbox x1 y1 x2 y2,
 dimensions h w l, location x y z, rotation_y; result files add a 16th, score.
@@ -29,7 +31,7 @@ from liafkd.data.formats.common import (
     read_text_lines,
     resolve_under_root,
 )
-from liafkd.data.formats.layout import SPLIT_KEYS, require_folder, select_stems
+from liafkd.data.formats.layout import SPLIT_KEYS, layout_error, require_folder, select_stems
 from liafkd.data.records import DatasetIndex, Problem
 
 DEFAULT_CLASSES = ["Car", "Pedestrian", "Cyclist"]
@@ -152,19 +154,39 @@ def _read_objects(label_path: Path, problems: list[Problem]) -> list[RawObject] 
     return objects
 
 
-def _stems(root: Path, split: str, label_dir: Path) -> list[str]:
-    split_file = root / "ImageSets" / f"{split}.txt"
+# the one split name read without a split file: KITTI's training/ folder is its train set
+ALL_LABELS_SPLIT = "train"
+
+
+def _named_split_stems(
+    cfg: DatasetConfig, split: str, label_dir: Path, tree: list[str], keys: list[str]
+) -> list[str]:
+    """ImageSets/<split>.txt; without ImageSets/, `train` is every label file and any
+    other name is refused (it would be the same images, a val set equal to train)."""
+    sets_dir = Path(cfg.root) / "ImageSets"
+    split_file = sets_dir / f"{split}.txt"
     if split_file.is_file():
         return read_split_stems(split_file, lambda stem: (label_dir / f"{stem}.txt").is_file())
-    return sorted(p.stem for p in label_dir.glob("*.txt"))
+    available = sorted(p.stem for p in sets_dir.glob("*.txt")) if sets_dir.is_dir() else []
+    if available:
+        detail = f" (available: {available})"
+    elif split == ALL_LABELS_SPLIT:
+        return sorted(p.stem for p in label_dir.glob("*.txt"))
+    else:
+        detail = (
+            f" (there is no ImageSets/ folder: only `split: {ALL_LABELS_SPLIT}` reads every "
+            f"label file, and a `{split}` split would be those same images; give "
+            f"ImageSets/{split}.txt, a list file such as `split: {split}.txt`, or "
+            "`split: {ratio: 0.8, seed: 0}` to divide the labels into train and val)"
+        )
+    raise layout_error(cfg, split_file, "split file", tree, keys, detail)
 
 
 def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
-    root = Path(cfg.root)
     tree = [
         f"{cfg.annotations_dir or 'training/label_2'}/<name>.txt    KITTI label lines",
         f"{cfg.images_dir or 'training/image_2'}/<name>.png",
-        "ImageSets/<split>.txt    the split's names (every label file without it)",
+        "ImageSets/<split>.txt    the split's names (without ImageSets/: train = every label)",
     ]
     keys = [
         "annotations_dir (default training/label_2)",
@@ -178,7 +200,8 @@ def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
     problems: list[Problem] = []
     raw_images = []
     every = lambda: [p.stem for p in label_dir.glob("*.txt")]  # noqa: E731
-    for stem in select_stems(cfg, every, lambda name: _stems(root, name, label_dir)):
+    named = lambda name: _named_split_stems(cfg, name, label_dir, tree, keys)  # noqa: E731
+    for stem in select_stems(cfg, every, named):
         label_path = label_dir / f"{stem}.txt"
         if not label_path.is_file():
             problems.append(
