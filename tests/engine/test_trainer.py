@@ -56,9 +56,11 @@ def test_resume_from_epoch_checkpoint_matches_uninterrupted(tiny_config, tmp_pat
     )  # stops after epoch 1 (3 steps)
     ckpts = tmp_path / "part" / "checkpoints"
     assert [p.name for p in ckpts.iterdir()] == ["epoch_1.pt"]
-    assert main(["train", str(part), "--resume"]) == 0
+    # the stopped run is finished (final.pt): it is continued in a new output_dir
+    rest = ["--resume", str(ckpts / "epoch_1.pt"), "--set", f"output_dir={tmp_path / 'rest'}"]
+    assert main(["train", str(part), *rest]) == 0
     a = load_checkpoint(tmp_path / "full" / "final.pt")["model"]
-    b = load_checkpoint(tmp_path / "part" / "final.pt")["model"]
+    b = load_checkpoint(tmp_path / "rest" / "final.pt")["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
@@ -205,6 +207,8 @@ def test_resume_refuses_another_architecture_or_class_order(tiny_config, tmp_pat
 def test_resume_prints_a_changed_lr_and_strict_resume_refuses_it(tiny_config, tmp_path, capsys):
     cfg = tiny_config("run", max_steps=1, checkpoint_steps=1)
     assert main(["train", str(cfg)]) == 0
+    for name in ("final.pt", "summary.json"):  # as if killed after its checkpoint: a
+        (tmp_path / "run" / name).unlink()  # finished run is never trained further
     capsys.readouterr()
     change = ["--set", "train.optim.lr=0.002", "--set", "train.max_steps=2"]
     assert main(["train", str(cfg), "--resume", "--strict-resume", *change]) == 2

@@ -3,8 +3,13 @@
 Before `liafkd train` / `liafkd distill` builds anything, `open_run_dir`
   - refuses an `output_dir` that already holds a run (final.pt, summary.json,
     metrics.jsonl, best.pt or checkpoints) unless the command continues it
-    (`--resume`) or clears it first (`--overwrite`, which deletes only the run's own
-    files);
+    (`--resume`) or clears it first (`--overwrite`, which deletes only the files the
+    run wrote, by liafkd.outputs.RUN_OWN_FILES, and says what it kept);
+  - refuses `--resume` into a finished run (final.pt or summary.json) that has no
+    checkpoint left, and `--resume` of another run's checkpoint into a folder that holds
+    a run (the logs would mix); the Trainer refuses resuming a finished run that would
+    train further;
+  - refuses an input of the run (config, teacher checkpoint) that is one of its files;
   - checks that the folder can be written (a read-only folder fails here, not after
     the first step);
   - takes an exclusive lock, `output_dir/.liafkd.lock`, holding the owner's pid, host
@@ -19,18 +24,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from liafkd.config import ConfigError
+from liafkd.outputs import (
+    RUN_OWN_FILES,
+    TMP_FILE,
+    Input,
+    Output,
+    OutputPathError,
+    check_outputs,
+    is_run_own_file,
+    run_own_files,
+)
 
 LOCK_NAME = ".liafkd.lock"
-# what train/distill write into output_dir: a folder holding one of these holds a run
-RUN_FILES = ("final.pt", "best.pt", "summary.json", "metrics.jsonl")
-RUN_DIRS = ("checkpoints", "instances", "eval", "tensorboard")
 
 
 class RunDirError(ConfigError):
@@ -38,24 +49,42 @@ class RunDirError(ConfigError):
 
 
 def run_files(folder: Path) -> list[str]:
-    """The run files in `folder` (names, checkpoints/ etc. with a slash)."""
-    found = [name for name in RUN_FILES if (folder / name).exists()]
-    for name in RUN_DIRS:
-        sub = folder / name
-        if sub.is_dir() and any(sub.iterdir()):
-            found.append(f"{name}/")
+    """What of a run `folder` holds: its top-level files by name, a sub-folder holding
+    files the run wrote as `checkpoints/` (files liafkd did not write are not listed)."""
+    found = []
+    for path in run_own_files(folder):
+        name = path.name if path.parent == folder else f"{path.parent.name}/"
+        if name not in found:
+            found.append(name)
     return found
 
 
-def clear_run(folder: Path) -> list[str]:
-    """Delete the run's own files (never anything else in the folder)."""
+def is_finished(folder: Path) -> bool:
+    """The run in `folder` reached the end of its schedule (final.pt or summary.json)."""
+    return (folder / "final.pt").is_file() or (folder / "summary.json").is_file()
+
+
+def clear_run(folder: Path) -> tuple[list[str], list[str]]:
+    """Delete the files the run wrote (RUN_OWN_FILES, and the temporary files of an
+    interrupted write); never anything else. Returns (what was deleted, the files kept
+    in the run's sub-folders because liafkd did not write them)."""
     removed = run_files(folder)
-    for name in RUN_FILES:
-        (folder / name).unlink(missing_ok=True)
-    for name in RUN_DIRS:
-        if (folder / name).is_dir():
-            shutil.rmtree(folder / name)
-    return removed
+    for path in run_own_files(folder):
+        path.unlink()
+    kept = []
+    for sub in RUN_OWN_FILES:
+        where = folder / sub if sub else folder
+        if not where.is_dir():
+            continue
+        for path in where.iterdir():
+            if path.is_file() and TMP_FILE.fullmatch(path.name) and is_run_own_file(path):
+                path.unlink()
+        if sub:
+            files = (p for p in where.rglob("*") if p.is_file())
+            kept += sorted(p.relative_to(folder).as_posix() for p in files)
+            if not any(where.iterdir()):
+                where.rmdir()
+    return removed, kept
 
 
 def _process_start(pid: int) -> str | None:
@@ -157,18 +186,68 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
-def prepare(folder: Path, resume: bool, overwrite: bool) -> Path:
-    """Check, lock and (with overwrite) clear `folder`; returns the lock file."""
-    if resume and overwrite:
+def check_inputs_outside_run(folder: Path, inputs: list[Input]) -> None:
+    """No input of the run (config, teacher checkpoint) is a file the run writes or
+    --overwrite deletes."""
+    try:
+        check_outputs([Output(folder, "output_dir", folder=True)], inputs, own_run=folder)
+    except OutputPathError as e:  # a RunDirError reaches every rank under torchrun
+        raise RunDirError(str(e)) from None
+    for inp in inputs:
+        real = Path(os.path.realpath(inp.path))
+        base = Path(os.path.realpath(folder))
+        if base in real.parents and is_run_own_file(real):
+            raise RunDirError(
+                f"{inp.path}: the {inp.what} is one of the run files of output_dir {folder}, "
+                "which this run writes (and --overwrite deletes); copy it elsewhere or train "
+                "into another output_dir"
+            )
+
+
+def check_resume(folder: Path, resume: str | None) -> None:
+    """`--resume` continues the run in `folder` only: never a finished run it would
+    retrain, never another run's checkpoint into a folder that holds a run."""
+    if resume is None:
+        return
+    found = run_files(folder)
+    own = folder / "checkpoints"
+    if resume != "latest":
+        from_here = Path(os.path.realpath(own)) in Path(os.path.realpath(resume)).parents
+        if not from_here and found:
+            raise RunDirError(
+                f"--resume {resume}: the checkpoint is not one of {own}, and {folder} holds "
+                f"another run ({', '.join(found)}): resuming would mix the two runs' logs and "
+                "weights. Resume into an empty output_dir (--set output_dir=NEW)"
+            )
+        return
+    has_checkpoint = own.is_dir() and any(is_run_own_file(p) for p in own.iterdir())
+    if is_finished(folder) and not has_checkpoint:
+        raise RunDirError(
+            f"{folder} holds a finished run ({', '.join(found)}) and no checkpoint in {own}: "
+            "there is nothing to resume, and training again would replace it. Train into "
+            "another output_dir (--set output_dir=...), or retrain here with --overwrite "
+            "(deletes that run's files)"
+        )
+
+
+def prepare(
+    folder: Path, resume: str | None, overwrite: bool, inputs: list[Input] | None = None
+) -> Path:
+    """Check, lock and (with overwrite) clear `folder`; returns the lock file.
+    `resume`: None, "latest" or a checkpoint path."""
+    if resume is not None and overwrite:
         raise RunDirError("--resume and --overwrite exclude each other")
     check_writable(folder)
+    check_inputs_outside_run(folder, inputs or [])
     lock = acquire_lock(folder)
     try:
         found = run_files(folder)
+        check_resume(folder, resume)
         if found and overwrite:
-            clear_run(folder)
-            print(f"--overwrite: deleted the previous run's {', '.join(found)} in {folder}")
-        elif found and not resume:
+            _, kept = clear_run(folder)
+            note = f"; kept what liafkd did not write: {', '.join(kept)}" if kept else ""
+            print(f"--overwrite: deleted the previous run's {', '.join(found)} in {folder}{note}")
+        elif found and resume is None:
             raise RunDirError(
                 f"{folder} already holds a run ({', '.join(found)}); continue it with "
                 "--resume, train into another output_dir (--set output_dir=...), or start "
@@ -181,8 +260,14 @@ def prepare(folder: Path, resume: bool, overwrite: bool) -> Path:
 
 
 @contextlib.contextmanager
-def open_run_dir(output_dir: str | Path, resume: bool, overwrite: bool = False) -> Iterator[None]:
-    """Hold `output_dir` for one train/distill command (rank 0 decides under torchrun)."""
+def open_run_dir(
+    output_dir: str | Path,
+    resume: str | None,
+    overwrite: bool = False,
+    inputs: list[Input] | None = None,
+) -> Iterator[None]:
+    """Hold `output_dir` for one train/distill command (rank 0 decides under torchrun).
+    `resume`: None, "latest" or a checkpoint path; `inputs`: the files the run reads."""
     from liafkd.engine.distributed import broadcast_object, context
 
     folder = Path(output_dir)
@@ -191,7 +276,7 @@ def open_run_dir(output_dir: str | Path, resume: bool, overwrite: bool = False) 
     error: str | None = None
     if ctx.is_main:
         try:
-            lock = prepare(folder, resume, overwrite)
+            lock = prepare(folder, resume, overwrite, inputs)
         except RunDirError as e:
             error = str(e)
     if ctx.enabled:

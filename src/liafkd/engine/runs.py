@@ -14,6 +14,7 @@ from liafkd.engine.distributed import broadcast_object, distributed_run, main_fi
 from liafkd.engine.guardrails import complete_summary, load_teacher, run_checks
 from liafkd.engine.rundir import open_run_dir
 from liafkd.engine.trainer import DetectorTrainModule, Trainer, format_final, seed_everything
+from liafkd.outputs import Input
 
 
 def resolve_resume(arg: str | None, trainer: Trainer) -> Path | None:
@@ -52,9 +53,10 @@ def fit_run(
 ) -> dict:
     """Open the run folder, build what `cfg` trains (build_train_module), run the checks,
     train, and complete the summary: the body of `liafkd train` and `liafkd distill`."""
+    inputs = run_inputs(cfg, config)
     with (
         distributed_run(cfg.train.device),  # under torchrun: one process per GPU
-        open_run_dir(cfg.output_dir, resume is not None, overwrite),  # before building
+        open_run_dir(cfg.output_dir, resume, overwrite, inputs),  # before building
     ):
         seed_everything(cfg.train.seed)  # model initialisation follows the seed
         with main_first():  # rank 0 generates synthetic data once
@@ -65,9 +67,26 @@ def fit_run(
         trainer = Trainer(cfg, module, train_index, val_index, extra_meta=extra_meta)
         checks = run_checks(cfg, config, trainer.module, train_index, val_index, trainer.device)
         summary = trainer.fit(resolve_resume(resume, trainer), strict_resume)
-        summary = complete_summary(cfg.output_dir, summary, checks.teacher)
+        if not trainer.already_finished:
+            summary = complete_summary(cfg.output_dir, summary, checks.teacher)
         print(format_final(summary, cfg.output_dir))
     return summary
+
+
+def run_inputs(cfg: ExperimentConfig, source: str) -> list[Input]:
+    """The files a run reads that it must never write over: its config and, for
+    distillation, the teacher's config and checkpoint."""
+    inputs = [Input(Path(source), "config")]
+    if cfg.distill is not None:
+        from liafkd.distill.config import load_distill_config
+
+        dcfg = load_distill_config(cfg.distill, source, base_dir=Path(source).resolve().parent)
+        if dcfg.teacher is not None:
+            inputs += [
+                Input(Path(dcfg.teacher.config), "teacher config"),
+                Input(Path(dcfg.teacher.checkpoint), "teacher checkpoint"),
+            ]
+    return inputs
 
 
 def build_train_module(cfg: ExperimentConfig, source: str, class_names: list[str]) -> nn.Module:

@@ -564,7 +564,7 @@ class Trainer:
         """The stored summary when the resumed run had already finished its schedule."""
         done = self.state.epoch >= self.cfg.train.schedule.epochs or self.reached_max_steps()
         path = self.out_dir / "summary.json"
-        if done and self.state.batches_in_epoch == 0 and path.is_file():
+        if done and path.is_file():  # max_steps may end the run mid-epoch
             return json.loads(path.read_text())
         return None
 
