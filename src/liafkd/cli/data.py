@@ -162,7 +162,7 @@ def run_check(args: argparse.Namespace) -> int:
     from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
 
     cfg = load_dataset_config(args.dataset_config)
-    index = read_dataset(cfg)
+    index = read_dataset(cfg, generate=False)  # a check only reads: never generates
     decode_images(index)  # every pixel, not only the headers: truncated files show here
     summary = summarize(index, cfg)
     print(format_summary(summary))

@@ -25,9 +25,10 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1008,7 +1009,53 @@ def generate_synthetic(
         (sets_dir / f"{name}.txt").write_text("".join(f"{i:06d}\n" for i in ids))
     (out_root / "README.txt").write_text(README_TEXT)
     meta = _meta(num_images, seed, tuple(size), val_fraction)
+    meta["files"] = _written_files(num_images)  # what liafkd may delete when regenerating
     (out_root / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _written_files(num_images: int) -> list[str]:
+    """Every file generate_synthetic writes, relative to the root (the marker included)."""
+    image_dir, label_dir, info_dir = (p.relative_to("r") for p in _scene_dirs(Path("r")))
+    scenes = [
+        (folder / f"{index:06d}{suffix}").as_posix()
+        for index in range(num_images)
+        for folder, suffix in ((image_dir, ".png"), (label_dir, ".txt"), (info_dir, ".json"))
+    ]
+    sets = [f"ImageSets/{name}.txt" for name in ("train", "val", "trainval")]
+    return [*scenes, *sets, "README.txt", META_FILE]
+
+
+# a set written before META_FILE listed its files: its own files by name
+LEGACY_OWN_FILE = re.compile(
+    r"training/(image_2/\d{6}\.png|label_2/\d{6}\.txt|difficulty/\d{6}\.json)"
+    r"|ImageSets/(train|val|trainval)\.txt|README\.txt|" + re.escape(META_FILE)
+)
+
+
+def own_files(root: Path, meta: dict) -> list[Path]:
+    """The files under `root` that liafkd wrote: those its marker lists or, for a set
+    written before the marker listed them, those named as the generator names them."""
+    listed = meta.get("files")
+    if isinstance(listed, list):
+        return [root / name for name in listed if (root / name).is_file()]
+    found = (p for p in root.rglob("*") if p.is_file())
+    return sorted(p for p in found if LEGACY_OWN_FILE.fullmatch(p.relative_to(root).as_posix()))
+
+
+OWN_DIRS = ("training", "training/image_2", "training/label_2", "training/difficulty", "ImageSets")
+
+
+def foreign_files(root: Path, meta: dict) -> list[str]:
+    """What under `root` liafkd did not write (relative names; folders end in /)."""
+    own = set(own_files(root, meta))
+    found = []
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        if path.is_dir() and name not in OWN_DIRS and not any(path.iterdir()):
+            found.append(f"{name}/")  # an empty folder of the user's
+        elif not path.is_dir() and path not in own:
+            found.append(name)
+    return found
 
 
 def _read_meta(root: Path) -> dict | None:
@@ -1026,42 +1073,121 @@ def _matches(meta: dict | None, cfg: DatasetConfig) -> bool:
     return all(meta.get(k) == wanted[k] for k in keys)
 
 
-def ensure_synthetic(cfg: DatasetConfig, workers: int = 1) -> Path:
+def _describe(meta: dict) -> str:
+    size = meta.get("size") or ["?", "?"]
+    return (
+        f"{meta.get('num_images')} images, seed {meta.get('seed')}, {size[0]}x{size[1]}, "
+        f"generator version {meta.get('version')}"
+    )
+
+
+def synth_command(root: Path, cfg: DatasetConfig) -> str:
+    height, width = cfg.synth_size
+    return (
+        f"liafkd data synth --out {root} --images {cfg.synth_images} --seed {cfg.synth_seed} "
+        f"--height {height} --width {width}"
+    )
+
+
+def ensure_synthetic(cfg: DatasetConfig, workers: int = 1, generate: bool = True) -> Path:
     """The KITTI root of the synthetic set `cfg` asks for, generated on first use.
 
-    A folder holding a set with other parameters is replaced; a non-empty folder that
-    holds no generated set is left alone (error), so user data is never deleted."""
+    A folder holding a set liafkd wrote with other parameters, and nothing else, is
+    regenerated; a folder holding any file liafkd did not write is refused, so user
+    files are never deleted. With `generate` False (a read-only command) a missing or
+    different set is an error saying what to run."""
     root = Path(cfg.root)
-    if _matches(_read_meta(root), cfg):
+    meta = _read_meta(root)
+    if _matches(meta, cfg):
         return root
-    if root.exists() and _read_meta(root) is None and any(root.iterdir()):
+    if not generate:
+        wanted = _describe(_meta(cfg.synth_images, cfg.synth_seed, tuple(cfg.synth_size), 0.25))
+        found = "is not there" if meta is None else f"is not there ({root} holds {_describe(meta)})"
         raise ConfigError(
-            f"{root}: dataset root for format 'synthetic' holds other files and no {META_FILE}; "
-            "point data.*.root at an empty or new folder"
+            f"{root}: the synthetic set the config asks for ({wanted}) {found}, and this "
+            f"command only reads. Generate it with `{synth_command(root, cfg)}` (or let "
+            "`liafkd train`/`distill` generate it on first use)"
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        size = tuple(cfg.synth_size)
-        generate_synthetic(staging, cfg.synth_images, cfg.synth_seed, size, workers=workers)
-        _swap_in(staging, root, cfg)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    size = (cfg.synth_size[0], cfg.synth_size[1])
+    write_synthetic(
+        root, cfg.synth_images, cfg.synth_seed, size, workers, lambda m: _matches(m, cfg)
+    )
     return root
 
 
-def _swap_in(staging: Path, root: Path, cfg: DatasetConfig) -> None:
+def check_owned(root: Path) -> dict | None:
+    """The marker of the synthetic set in `root` (None: no folder, or an empty one), when
+    liafkd may replace it; ConfigError naming the files when the folder holds anything
+    liafkd did not write."""
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        raise ConfigError(f"{root}: is a file; a synthetic dataset needs a folder")
+    meta = _read_meta(root)
+    if meta is None:
+        if any(root.iterdir()):
+            raise ConfigError(
+                f"{root}: holds files and no {META_FILE}, so it is not a synthetic set "
+                "liafkd wrote, and liafkd never generates over other files; point "
+                "data.*.root (or --out) at an empty or new folder"
+            )
+        return None
+    foreign = foreign_files(root, meta)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else ""
+        )
+        raise ConfigError(
+            f"{root}: holds a synthetic set ({_describe(meta)}) that would be replaced, and "
+            f"files liafkd did not write: {shown}. liafkd regenerates only a folder holding "
+            "nothing else: move those files out, or point data.*.root (or --out) at a new folder"
+        )
+    return meta
+
+
+def write_synthetic(
+    root: Path,
+    num_images: int,
+    seed: int,
+    size: tuple[int, int],
+    workers: int = 1,
+    done: Callable[[dict | None], bool] | None = None,
+) -> None:
+    """Generate a set into `root` (a new or empty folder, or one holding only a set
+    liafkd wrote, whose files are removed first: no stale image stays). Written in a
+    staging folder and moved in, so an interrupted run leaves the old set or the new
+    one; `done(meta)` tells a set a concurrent writer finished meanwhile (kept)."""
+    check_owned(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        generate_synthetic(staging, num_images, seed, size, workers=workers)
+        _swap_in(staging, root, done or (lambda meta: False))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_own_set(root: Path) -> None:
+    """Delete the files of the set in `root` that liafkd wrote, then its emptied folders."""
+    meta = check_owned(root)  # again: a file may have appeared while generating
+    for path in own_files(root, meta or {}):
+        path.unlink()
+    for name in reversed(OWN_DIRS):
+        if (root / name).is_dir() and not any((root / name).iterdir()):
+            (root / name).rmdir()
+    root.rmdir()  # empty now: check_owned found nothing else
+
+
+def _swap_in(staging: Path, root: Path, done: Callable[[dict | None], bool]) -> None:
     """Move the finished set to `root`; a concurrent writer of the same set wins ties."""
     if root.exists():
-        if _matches(_read_meta(root), cfg):
+        if done(_read_meta(root)):
             return
-        retired = root.with_name(f".{root.name}.old-{os.getpid()}")
-        os.replace(root, retired)
-        shutil.rmtree(retired, ignore_errors=True)
+        _remove_own_set(root)
     try:
         os.replace(staging, root)
     except OSError:
-        if not _matches(_read_meta(root), cfg):
+        if not done(_read_meta(root)):
             raise
 
 
@@ -1108,11 +1234,43 @@ def _annotated_tile(root: Path, label_file: Path) -> Image.Image:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    """`liafkd data synth`: into a new or empty folder, or over a set liafkd wrote there
+    (its files only: nothing stale stays); a folder holding other files is refused."""
+    from liafkd.outputs import Output, check_outputs
+
     if args.images < 1 or args.height < 32 or args.width < 32:
         print("error: --images must be >= 1 and --height/--width >= 32")
         return 2
-    generate_synthetic(args.out, args.images, args.seed, (args.height, args.width))
-    print(f"wrote {args.images} images to {args.out}")
+    out = Path(args.out)
+    outputs = [Output(out, "--out", folder=True)]
     if args.grid is not None:
-        print(f"wrote preview grid {write_grid(args.out, args.grid)}")
+        outputs.append(Output(Path(args.grid), "--grid"))
+    check_outputs(outputs, [])
+    wanted = _meta(args.images, args.seed, (args.height, args.width), 0.25)
+    keys = ("generator", "version", "num_images", "seed", "size")
+
+    def same_set(meta: dict | None) -> bool:
+        return meta is not None and all(meta.get(k) == wanted[k] for k in keys)
+
+    if same_set(_read_meta(out)):  # generation is deterministic: the same bytes
+        print(f"{out} already holds this set ({_describe(wanted)}): nothing generated")
+    else:
+        write_synthetic(out, args.images, args.seed, (args.height, args.width), done=same_set)
+        print(f"wrote {args.images} images to {out}")
+    if args.grid is not None:
+        grid = write_grid(out, args.grid)
+        _list_in_marker(out, grid)
+        print(f"wrote preview grid {grid}")
     return 0
+
+
+def _list_in_marker(root: Path, path: Path) -> None:
+    """A file liafkd wrote inside the set (the preview grid) joins the marker's list."""
+    real_root, real = Path(os.path.realpath(root)), Path(os.path.realpath(path))
+    meta = _read_meta(root)
+    if meta is None or real_root not in real.parents or not isinstance(meta.get("files"), list):
+        return
+    name = real.relative_to(real_root).as_posix()
+    if name not in meta["files"]:
+        meta["files"].append(name)
+        (root / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

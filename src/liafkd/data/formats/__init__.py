@@ -29,23 +29,25 @@ READERS: dict[str, Callable[[DatasetConfig], DatasetIndex]] = {
 }
 
 
-def _read_synthetic(cfg: DatasetConfig) -> DatasetIndex:
+def _read_synthetic(cfg: DatasetConfig, generate: bool = True) -> DatasetIndex:
     # imported here so that liafkd.data.synthetic may itself import this package
     from liafkd.data.synthetic import ensure_synthetic
 
-    kitti_root = Path(ensure_synthetic(cfg))
+    kitti_root = Path(ensure_synthetic(cfg, generate=generate))
     return read_kitti(cfg.model_copy(update={"root": str(kitti_root), "format": "kitti"}))
 
 
-def read_dataset(cfg: DatasetConfig) -> DatasetIndex:
+def read_dataset(cfg: DatasetConfig, generate: bool = True) -> DatasetIndex:
     """Every readable image of the configured split, with all problems found.
 
     Raises DatasetError only when the dataset cannot be located at all (missing
-    folder, split file, annotation or names file)."""
-    if not Path(cfg.root).is_dir() and cfg.format != "synthetic":
+    folder, split file, annotation or names file). `format: synthetic` is generated on
+    first use unless `generate` is False (a read-only command: it then says what to run)."""
+    if cfg.format == "synthetic":
+        return _read_synthetic(cfg, generate)
+    if not Path(cfg.root).is_dir():
         raise DatasetError(f"{cfg.root}: dataset root not found")
-    reader = _read_synthetic if cfg.format == "synthetic" else READERS[cfg.format]
-    return reader(cfg)
+    return READERS[cfg.format](cfg)
 
 
 def serious_problems(index: DatasetIndex) -> list[Problem]:
