@@ -133,7 +133,7 @@ def test_reader_split_file_malformed_line_missing_image(tmp_path):
 def test_synthetic_generates_then_reads_kitti(tmp_path, monkeypatch):
     calls = []
 
-    def ensure_synthetic(cfg: DatasetConfig) -> Path:
+    def ensure_synthetic(cfg: DatasetConfig, generate: bool = True) -> Path:
         calls.append(cfg)
         return make_kitti(tmp_path / "kitti", {"000000": [kitti_line("Car", (10, 5, 60, 30))]})
 
