@@ -332,6 +332,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             data = yaml.safe_load(f)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"{path}: a folder, not a YAML config file") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:
@@ -410,6 +414,31 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     if isinstance(output_dir, str) and output_dir.strip() and not Path(output_dir).is_absolute():
         raw["output_dir"] = str(Path.cwd() / raw["output_dir"])
     return validate(ExperimentConfig, raw, str(path))
+
+
+class ExperimentData(BaseModel):
+    """The `data` block of an experiment config; every other key is left to `load_config`."""
+
+    model_config = ConfigDict(extra="ignore")
+    data: DataConfig
+
+
+def experiment_datasets(path: str | Path) -> dict[str, DatasetConfig] | None:
+    """`data.train` and `data.val` of an experiment config (with its `_base_` chain, roots
+    resolved as `load_config` resolves them), or None for a dataset YAML."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if "data" not in raw and BASE_KEY not in raw:
+        if "format" not in raw and not isinstance(raw.get("dataset"), dict):
+            keys = ", ".join(sorted(map(str, raw))) or "none"
+            raise ConfigError(
+                f"{path}: expected a dataset YAML (format, root, split, ...: see "
+                "configs/datasets/) or an experiment config (data.train and data.val); "
+                f"this one has neither (top-level keys: {keys})"
+            )
+        return None
+    data = validate(ExperimentData, read_experiment_yaml(path), str(path)).data
+    return {"data.train": data.train, "data.val": data.val}
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:

@@ -1,4 +1,5 @@
-"""`liafkd data check|convert`: inspect a dataset, or write it as COCO JSON."""
+"""`liafkd data check|convert|get|prepare|synth`: inspect a dataset, write it as COCO JSON,
+download a pinned public one, lay out KITTI from its official zips, or generate one."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liafkd.config import DatasetConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="check or convert a dataset")
+    parser = subparsers.add_parser(
+        "data", help="check, convert, get (bccd) or prepare (kitti) a dataset"
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     add_data_subcommands(sub)
     parser.set_defaults(func=lambda args: _print_help(parser))
@@ -67,8 +74,16 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
         "Exit 0 when the dataset is readable, 1 when it has no usable image or its "
         "policy is strict and it has problems.",
     )
-    parser.add_argument("dataset_config", metavar="DATASET_CONFIG", help="dataset YAML")
-    parser.add_argument("--json", metavar="OUT", help="also write the summary as JSON")
+    parser.add_argument(
+        "dataset_config",
+        metavar="CONFIG",
+        help="a dataset YAML, or an experiment config (its data.train and data.val are checked)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="OUT",
+        help="also write the summary as JSON (an experiment config: OUT's name + .train/.val)",
+    )
     parser.set_defaults(func=run_check)
 
 
@@ -157,11 +172,26 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from liafkd.config import load_dataset_config
+    from liafkd.config import experiment_datasets, load_dataset_config
+
+    datasets = experiment_datasets(args.dataset_config)
+    if datasets is None:
+        return check_dataset(args, load_dataset_config(args.dataset_config))
+    codes = []
+    for key, cfg in datasets.items():  # an experiment config: its train and val data
+        print(f"== {key} of {args.dataset_config}")
+        part = key.removeprefix("data.")
+        json_out = Path(args.json).with_suffix(f".{part}.json") if args.json else None
+        codes.append(check_dataset(argparse.Namespace(**{**vars(args), "json": json_out}), cfg))
+    return max(codes)
+
+
+def check_dataset(args: argparse.Namespace, cfg: DatasetConfig) -> int:
+    """Read, decode and summarise one dataset: 0 when usable, 1 when it has no usable
+    image or its policy is strict and it has problems."""
     from liafkd.data.check import decode_images, format_summary, summarize
     from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
 
-    cfg = load_dataset_config(args.dataset_config)
     index = read_dataset(cfg, generate=False)  # a check only reads: never generates
     decode_images(index)  # every pixel, not only the headers: truncated files show here
     summary = summarize(index, cfg)
