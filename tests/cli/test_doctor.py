@@ -62,11 +62,19 @@ def test_doctor_passes_a_healthy_distill_config_without_training(distill_config,
     assert table(capsys)["distiller selector"] == "PASS"
 
 
-def test_doctor_fails_with_exit_1_naming_the_broken_term(distill_config, capsys):
+def test_doctor_fails_with_exit_1_naming_the_broken_term_and_its_fix(distill_config, capsys):
     config = distill_config(liaf={"beta_bg": 0.0})
     assert main(["doctor", str(config)]) == 1
-    rows = table(capsys)
-    assert rows["term loss_liaf_bg"] == "FAIL" and rows["term loss_liaf_fg"] == "PASS"
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("FAIL  term loss_liaf_bg"))
+    assert lines[row + 1].split()[:1] == ["fix:"]
+    assert "distill.checks.allow_zero=[loss_liaf_bg]" in lines[row + 1]
+    assert "PASS  term loss_liaf_fg" in out
+    # the fix it prints works: the documented override lets the zero term through
+    override = "distill.checks.allow_zero=[loss_liaf_bg]"
+    assert main(["doctor", str(config), "--set", override]) == 0
+    assert table(capsys)["term loss_liaf_bg"] == "PASS"
 
 
 def test_doctor_reports_a_wrong_teacher_and_skips_what_needs_it(distill_config, capsys):
@@ -101,3 +109,4 @@ def test_distill_exits_2_with_the_failed_check(distill_config, capsys):
     assert main(["distill", str(distill_config(liaf={"alpha_fg": 0.0}))]) == 2
     err = capsys.readouterr().err
     assert "failed before training" in err and "loss_liaf_fg" in err
+    assert "  fix: give it a positive weight" in err

@@ -13,15 +13,18 @@ from liafkd.distill.config import TeacherConfig
 from liafkd.engine.build import build_student, load_indices
 from liafkd.engine.checkpoint import load_checkpoint
 from liafkd.engine.guardrails import (
+    CheckResult,
     GuardrailError,
     StepProbe,
     TeacherState,
+    format_table,
     load_teacher,
     loss_term_summary,
     part_results,
     pretrained_result,
     sanity_result,
     step_health,
+    step_results,
     teacher_frozen_result,
     term_result,
     weights_result,
@@ -230,3 +233,69 @@ def test_loss_term_summary_by_hand(tmp_path):
         {"mean": -1.0, "share": 1 / 7, "first": 1.0, "last": -3.0}
     )
     assert loss_term_summary(tmp_path / "absent.jsonl") == {}
+
+
+def test_every_fail_carries_its_fix_printed_under_it():
+    with pytest.raises(ValueError, match="needs its fix"):
+        CheckResult("x", "FAIL", "broken")
+    results = [
+        CheckResult("ok", "PASS", "fine"),
+        CheckResult("broken", "FAIL", "it broke", fix="mend it"),
+    ]
+    assert format_table(results).splitlines() == [
+        "PASS  ok      fine",
+        "FAIL  broken  it broke",
+        "      fix:    mend it",
+    ]
+    assert str(GuardrailError(results)).splitlines() == [
+        "1 check(s) failed before training:",
+        "- broken: it broke",
+        "  fix: mend it",
+    ]
+
+
+def test_a_part_without_gradient_fails_with_its_fix_unless_allowed():
+    probe = StepProbe(
+        values={"loss_liaf_fg": 0.5, "loss_liaf_entropy": 0.0},
+        kd_names=["loss_liaf_fg", "loss_liaf_entropy"],
+        grads={
+            "loss_liaf_fg": {"student": 1.0, "selector": 0.0},
+            "loss_liaf_entropy": {"student": 0.0, "selector": 0.0},
+        },
+        det_grad=1.0,
+    )
+    (failed,) = part_results(probe)
+    assert failed.status == "FAIL" and failed.name == "distiller selector"
+    assert "data.batch_size" in failed.fix and "allow_zero=[selector]" in failed.fix
+    (allowed,) = part_results(probe, ["selector"])
+    assert allowed.status == "PASS" and "allow_zero" in allowed.detail
+    # a term allowed to be 0 says nothing about the part it does not reach
+    assert part_results(probe, ["loss_liaf_entropy"])[0].status == "FAIL"
+    statuses = {r.name: r.status for r in step_results(probe, None, ["selector", "loss_typo"])}
+    assert statuses["distiller selector"] == "PASS"
+    assert statuses["distill.checks.allow_zero"] == "WARN"  # loss_typo names nothing here
+
+
+def test_step_health_fails_each_carry_a_fix():
+    nan = float("nan")
+    probe = StepProbe(
+        values={"loss_cls": nan, "loss_x": 0.0, "loss_y": 0.2, "loss_z": nan},
+        kd_names=["loss_x", "loss_y", "loss_z"],
+        grads={
+            "loss_x": {"student": 0.0, "adapters": 0.0},
+            "loss_y": {"student": 0.0, "adapters": 0.0},
+            "loss_z": {"student": nan, "adapters": 0.0},
+        },
+        det_grad=0.0,
+        teacher=TeacherState(trainable=["w"], in_optimizer=1, training=[], buffers_changed=[]),
+    )
+    failed = [r for r in step_results(probe, None, []) if r.failed]
+    assert {r.name for r in failed} == {
+        "detection losses",
+        "term loss_x",
+        "term loss_y",
+        "term loss_z",
+        "distiller adapters",
+        "teacher frozen",
+    }
+    assert all(len(r.fix) > 20 for r in failed)

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = diagnose(args.config, args.overrides)
     except ConfigError as e:  # the config itself does not load
-        results = [CheckResult("config", "FAIL", str(e))]
+        fix = "correct the key or file the message names, then run doctor again"
+        results = [CheckResult("config", "FAIL", str(e), fix=fix)]
     print(format_table(results))
     failed = [r.name for r in results if r.failed]
     print(f"\n{len(failed)} failed: {', '.join(failed)}" if failed else "\nall checks passed")

@@ -20,7 +20,8 @@ def dataset_result(what: str, ds_cfg: DatasetConfig) -> tuple[CheckResult, Datas
     try:
         index = load_index(ds_cfg, what)
     except (ValueError, OSError) as e:  # ConfigError and DatasetError are ValueErrors
-        return CheckResult(what, "FAIL", str(e)), None
+        fix = f"correct {what} where the message says; `liafkd data check` details a dataset"
+        return CheckResult(what, "FAIL", str(e), fix=fix), None
     summary = summarize(index, ds_cfg)
     detail = (
         f"{summary['images']} images, {summary['instances']} objects, "
@@ -48,6 +49,8 @@ def data_results(
                 "data classes",
                 "FAIL",
                 f"data.train has {train.class_names}, data.val has {val.class_names}",
+                fix="give both splits the same classes in the same order (data.*.classes; "
+                "data.*.class_map renames them)",
             )
         )
         return results, None
@@ -90,11 +93,17 @@ def diagnose(config: str, overrides: list[str]) -> list[CheckResult]:
     except GuardrailError as e:  # the teacher's classes or weights
         return results + e.results + [CheckResult("step health", "SKIP", "needs the teacher")]
     except (ValueError, OSError, CheckpointError) as e:
-        return results + [CheckResult("model", "FAIL", str(e))]
+        fix = "correct the model or distill block, or the file, that the message names"
+        return results + [CheckResult("model", "FAIL", str(e), fix=fix)]
     results.append(model_result(module, cfg.distill is not None))
     device = resolve_device(cfg.train.device)
     try:
         checks = collect_checks(cfg, config, module.to(device), train_index, val_index, device)
     except (ValueError, RuntimeError) as e:  # an image, the evaluation or the forward failed
-        return results + [CheckResult("checks", "FAIL", f"{type(e).__name__}: {e}")]
+        fix = (
+            "the first training batch or the teacher's evaluation failed: `liafkd data "
+            "check` finds unreadable images and bad boxes; with clean data, report it "
+            "with this table"
+        )
+        return results + [CheckResult("checks", "FAIL", f"{type(e).__name__}: {e}", fix=fix)]
     return results + checks.results

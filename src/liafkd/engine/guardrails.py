@@ -15,7 +15,8 @@ Checked before `liafkd distill` (and `liafkd train`, where they apply) trains an
                    the teacher. Gradients come from torch.autograd.grad, so no `.grad`
                    is written and nothing steps; buffers (BatchNorm statistics) are
                    restored afterwards.
-A failed check raises GuardrailError, a ConfigError: `liafkd` prints it and exits 2.
+Every FAIL carries its fix (CheckResult.fix), printed under it in the table and in the
+error. A failed check raises GuardrailError, a ConfigError: `liafkd` prints it and exits 2.
 `liafkd doctor CONFIG` runs the same checks without training and prints the table.
 After training, `complete_summary` adds each loss term's contribution and the teacher's
 metrics to summary.json.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -78,7 +80,12 @@ MAY_BE_ZERO_TERMS = frozenset({"loss_liaf_meta"})
 class CheckResult:
     name: str
     status: Status
-    detail: str
+    detail: str  # what the check found
+    fix: str = ""  # what to do about it: required for a FAIL
+
+    def __post_init__(self) -> None:
+        if self.failed and not self.fix:
+            raise ValueError(f"check {self.name!r}: a FAIL needs its fix")
 
     @property
     def failed(self) -> bool:
@@ -92,13 +99,20 @@ class GuardrailError(ConfigError):
         self.results = results
         failed = [r for r in results if r.failed]
         lines = [f"{len(failed)} check(s) failed before training:"]
-        lines += [f"- {r.name}: {r.detail}" for r in failed]
+        for r in failed:
+            lines += [f"- {r.name}: {r.detail}", f"  fix: {r.fix}"]
         super().__init__("\n".join(lines))
 
 
 def format_table(results: list[CheckResult]) -> str:
+    """One row per check; under a FAIL, its fix."""
     width = max((len(r.name) for r in results), default=0)
-    return "\n".join(f"{r.status:<5} {r.name:<{width}}  {r.detail}" for r in results)
+    lines = []
+    for r in results:
+        lines.append(f"{r.status:<5} {r.name:<{width}}  {r.detail}")
+        if r.failed:
+            lines.append(f"{'':<5} {'fix:':<{width}}  {r.fix}")
+    return "\n".join(lines)
 
 
 def _some(keys: list[str], limit: int = 10) -> str:
@@ -180,8 +194,9 @@ def class_result(load: TeacherLoad, class_names: list[str]) -> CheckResult:
             "teacher classes",
             "FAIL",
             f"the teacher ({load.names_from}) was trained on {load.trained_on}, but the "
-            f"dataset has {list(class_names)}; they must match by name and order (rename "
-            "the dataset's with data.train/val.class_map, order them with data.*.classes)",
+            f"dataset has {list(class_names)}; they must match by name and order",
+            fix="rename the dataset's classes with data.train/val.class_map and order them "
+            "with data.*.classes, or point distill.teacher at a teacher of these classes",
         )
     return CheckResult("teacher classes", "PASS", f"{len(class_names)} classes match")
 
@@ -211,8 +226,8 @@ def weights_result(load: TeacherLoad, allow_missing: bool) -> CheckResult:
     return CheckResult(
         "teacher weights",
         "FAIL",
-        f"{load.checkpoint}: {report}. The teacher would run with random weights there: "
-        "point distill.teacher.checkpoint at the teacher's final.pt or best.pt (and "
+        f"{load.checkpoint}: {report}. The teacher would run with random weights there",
+        fix="point distill.teacher.checkpoint at the teacher's final.pt or best.pt (and "
         "distill.teacher.config at its config), or set distill.teacher.allow_missing: true",
     )
 
@@ -262,7 +277,8 @@ def pretrained_result(student: nn.Module, model_cfg: ModelConfig) -> CheckResult
         return CheckResult(
             "pretrained",
             "FAIL",
-            detail + ". Use a torchvision-format ResNet state dict, or set "
+            detail,
+            fix="use a torchvision-format ResNet state dict, or set "
             "model.pretrained_allow_missing: true",
         )
     if report.unexpected:
@@ -304,8 +320,11 @@ def sanity_result(
         f"({100 * threshold:.2f} percent): the teacher "
         "does not detect this dataset's objects. Likely causes: a wrong checkpoint (not the "
         "trained teacher), classes in another order or meaning, or other image "
-        f"normalisation{hint}. More batches (distill.checks.teacher_batches) give a steadier "
-        "estimate; distill.checks.teacher_sanity: false skips this check",
+        f"normalisation{hint}",
+        fix="point distill.teacher.checkpoint at the trained teacher, match the class "
+        "order (data.*.classes) and data.augment.mean/std to the teacher's config. More "
+        "batches (distill.checks.teacher_batches) give a steadier estimate; "
+        "distill.checks.teacher_sanity: false skips this check",
     )
 
 
@@ -498,6 +517,14 @@ def weight_of(dcfg: DistillConfig | None, term: str) -> tuple[str, float] | None
     return (f"distill.{key}", float(value)) if isinstance(value, (int, float)) else None
 
 
+NONFINITE_FIX = (
+    "a NaN or inf before any update comes from the batch or the method: `liafkd data "
+    "check` on this config finds degenerate boxes and unreadable images; with clean data, "
+    "report it with this table"
+)
+ALLOW_ZERO_HINT = "--set 'distill.checks.allow_zero=[{name}]'"
+
+
 def term_result(
     probe: StepProbe, name: str, dcfg: DistillConfig | None, allow_zero: list[str]
 ) -> CheckResult:
@@ -507,7 +534,7 @@ def term_result(
     weight = weight_of(dcfg, name)
     zero_weight = weight is not None and weight[1] == 0
     if not math.isfinite(value):
-        return CheckResult(check, "FAIL", f"is {value} on the first batch")
+        return CheckResult(check, "FAIL", f"is {value} on the first batch", fix=NONFINITE_FIX)
     if name in allow_zero:
         return CheckResult(check, "PASS", f"= {value:.4g} (distill.checks.allow_zero)")
     if value == 0 and name in MAY_BE_ZERO_TERMS and not zero_weight:
@@ -517,15 +544,18 @@ def term_result(
         return CheckResult(
             check,
             "FAIL",
-            f"is exactly 0 on the first batch: {why}. Give it a positive weight, or list it "
-            f"in distill.checks.allow_zero if that is intended",
+            f"is exactly 0 on the first batch: {why}",
+            fix="give it a positive weight, or list it in distill.checks.allow_zero if "
+            f"that is intended ({ALLOW_ZERO_HINT.format(name=name)})",
         )
     if name in REGULARISER_TERMS:
         return CheckResult(check, "PASS", f"= {value:.4g} (selector regulariser)")
     target = "selector" if name in SELECTOR_TERMS else "student"
     norm = grads.get(target, 0.0)
     if not math.isfinite(norm):
-        return CheckResult(check, "FAIL", f"sends a non-finite gradient into the {target}")
+        return CheckResult(
+            check, "FAIL", f"sends a non-finite gradient into the {target}", fix=NONFINITE_FIX
+        )
     if norm == 0:
         cause = (
             "the student's features or outputs reach it detached"
@@ -537,6 +567,9 @@ def term_result(
             "FAIL",
             f"= {value:.4g} but sends no gradient into the {target} ({cause}): "
             "distilling with it would change nothing",
+            fix="a term that trains nothing is a defect of the method: report it with this "
+            "table; to train anyway, list it in distill.checks.allow_zero "
+            f"({ALLOW_ZERO_HINT.format(name=name)})",
         )
     return CheckResult(check, "PASS", f"= {value:.4g}, gradient norm into the {target} {norm:.3g}")
 
@@ -548,13 +581,17 @@ def step_results(
     det_names = [n for n in probe.values if n not in probe.kd_names]
     bad = {n: probe.values[n] for n in det_names if not math.isfinite(probe.values[n])}
     if bad:
-        results.append(CheckResult("detection losses", "FAIL", f"non-finite terms {bad}"))
+        results.append(
+            CheckResult("detection losses", "FAIL", f"non-finite terms {bad}", fix=NONFINITE_FIX)
+        )
     elif probe.det_grad == 0 or not math.isfinite(probe.det_grad):
         results.append(
             CheckResult(
                 "detection losses",
                 "FAIL",
                 f"gradient norm into the student {probe.det_grad} (frozen or detached student?)",
+                fix="the student must train on its own loss: check model.frozen_stages; "
+                "otherwise report it with this table",
             )
         )
     else:
@@ -566,39 +603,80 @@ def step_results(
                 "distillation terms",
                 "FAIL",
                 f"method {dcfg.method!r} returned no distillation terms on the first batch",
+                fix="check that distill.method is the one intended and that the training "
+                "images hold objects (`liafkd data check`)",
             )
         )
     results += [term_result(probe, n, dcfg, allow_zero) for n in probe.kd_names]
-    results += part_results(probe)
+    results += part_results(probe, allow_zero)
+    results += unknown_allowed(probe, allow_zero)
     if probe.teacher is not None:
         results.append(teacher_frozen_result(probe.teacher))
     return results
 
 
-def part_results(probe: StepProbe) -> list[CheckResult]:
-    """Each distiller part must be reached by some distillation term."""
-    parts = sorted({g for norms in probe.grads.values() for g in norms} - {"student"})
+def distiller_parts(probe: StepProbe) -> list[str]:
+    """The trainable distiller parts (adapters, selector, ...) of the probed module."""
+    return sorted({g for norms in probe.grads.values() for g in norms} - {"student"})
+
+
+def part_results(probe: StepProbe, allow_zero: Collection[str] = ()) -> list[CheckResult]:
+    """Each trainable distiller part must be reached by some distillation term. A part
+    that is not trainable by design has no parameters (LIAF-KD builds no selector at
+    lam 0) and is not checked; one listed in allow_zero may receive none."""
     results = []
-    for part in parts:
+    for part in distiller_parts(probe):
+        name = f"distiller {part}"
         norms = {term: by_part.get(part, 0.0) for term, by_part in probe.grads.items()}
         if not all(math.isfinite(n) for n in norms.values()):
-            results.append(CheckResult(f"distiller {part}", "FAIL", f"non-finite gradient {norms}"))
+            results.append(
+                CheckResult(name, "FAIL", f"non-finite gradient {norms}", fix=NONFINITE_FIX)
+            )
         elif any(n > 0 for n in norms.values()):
             reaching = ", ".join(f"{t} {n:.3g}" for t, n in norms.items() if n > 0)
-            results.append(CheckResult(f"distiller {part}", "PASS", f"gradient from {reaching}"))
+            results.append(CheckResult(name, "PASS", f"gradient from {reaching}"))
+        elif part in allow_zero:
+            results.append(CheckResult(name, "PASS", "no gradient (distill.checks.allow_zero)"))
         elif zero := [t for t in norms if t in MAY_BE_ZERO_TERMS and probe.values[t] == 0]:
-            results.append(
-                CheckResult(f"distiller {part}", "PASS", f"none on this batch: {zero[0]} is 0 here")
-            )
+            results.append(CheckResult(name, "PASS", f"none on this batch: {zero[0]} is 0 here"))
         else:
             results.append(
                 CheckResult(
-                    f"distiller {part}",
+                    name,
                     "FAIL",
                     "no distillation term sends it gradient: it would not learn",
+                    fix=part_fix(part),
                 )
             )
     return results
+
+
+def part_fix(part: str) -> str:
+    allow = f"list it in distill.checks.allow_zero ({ALLOW_ZERO_HINT.format(name=part)})"
+    if part == "selector":
+        return (
+            "the selector learns from differences between instances: a batch with one "
+            "object gives it none (a larger data.batch_size helps); uniform weights need no "
+            f"selector (distill.liaf.selector.lam: 0); to train it anyway, {allow}"
+        )
+    return f"if it is not meant to learn, {allow}; otherwise report it with this table"
+
+
+def unknown_allowed(probe: StepProbe, allow_zero: list[str]) -> list[CheckResult]:
+    """A WARN for each distill.checks.allow_zero entry that names no term or part here
+    (a typo would otherwise silently allow nothing)."""
+    known = set(probe.kd_names) | set(distiller_parts(probe))
+    return [
+        CheckResult(
+            "distill.checks.allow_zero",
+            "WARN",
+            f"{name!r} is no distillation term or distiller part of this run "
+            f"(terms: {', '.join(probe.kd_names) or 'none'}; parts: "
+            f"{', '.join(distiller_parts(probe)) or 'none'})",
+        )
+        for name in allow_zero
+        if name not in known
+    ]
 
 
 def teacher_frozen_result(state: TeacherState) -> CheckResult:
@@ -617,8 +695,9 @@ def teacher_frozen_result(state: TeacherState) -> CheckResult:
         return CheckResult(
             "teacher frozen",
             "FAIL",
-            "; ".join(problems) + ": the teacher would change while distilling (freeze it "
-            "with eval().requires_grad_(False), keep it out of the module tree)",
+            "; ".join(problems) + ": the teacher would change while distilling",
+            fix="freeze the teacher with eval().requires_grad_(False) and keep it out of the "
+            "module tree (a custom train module must do what DistillTrainModule does)",
         )
     return CheckResult(
         "teacher frozen", "PASS", "no teacher weight trains; eval mode; statistics unchanged"
