@@ -72,6 +72,8 @@ def cells_layout(root: Path, count: int = 8) -> None:
 
 @pytest.mark.slow
 def test_own_data_from_the_readme(tmp_path, monkeypatch, capsys):
+    for module in ("onnx", "onnxruntime"):  # the commands end with export --format onnx
+        pytest.importorskip(module, reason=f"{module} is in the `export` extra")
     cells_layout(tmp_path / "cells")
     (tmp_path / "my").mkdir()
     for name, tiny in (("teacher.yaml", TINY_TEACHER), ("student.yaml", TINY_STUDENT)):
