@@ -7,14 +7,15 @@ from liafkd.bench.plots import method_colors
 from liafkd.bench.report import (
     comparison_table,
     cost_table,
-    load_results,
+    kind_note,
+    kind_tables,
     method_table,
     replace_between_markers,
     step_ratio,
     update_readme,
     write_reports,
 )
-from liafkd.bench.runner import append_result, read_results
+from liafkd.bench.results import append_result, load_results, read_results
 from liafkd.cli.main import main
 from liafkd.config import ConfigError
 
@@ -30,9 +31,10 @@ def test_method_table_hand_checked(fake_bench):
     assert none["AP"] == "40.7 ± 0.8"  # 40.0, 40.5, 41.5
     assert liaf["AP"] == "42.0 ± 1.0"  # 41.0, 42.0, 43.0
     assert liaf["seeds"] == "3"
-    assert liaf["ΔAP (beyond noise?)"] == "+1.33 ± 0.29 (yes)"  # deltas 1.0, 1.5, 1.5
-    assert liaf["ΔModerate (beyond noise?)"] == "+1.33 ± 0.29 (yes)"
-    assert none["ΔAP (beyond noise?)"] == ""
+    # deltas 1.0, 1.5, 1.5: SE 1/6, t = 8 on 2 df (hand-checked in test_bench_stats)
+    assert liaf["ΔAP [95% CI], p (beyond noise?)"] == "+1.33 [+0.62, +2.05] p=0.015 (yes)"
+    assert liaf["ΔModerate [95% CI], p (beyond noise?)"] == "+1.33 [+0.62, +2.05] p=0.015 (yes)"
+    assert none["ΔAP [95% CI], p (beyond noise?)"] == ""
     assert liaf["APl"] == "-"  # undefined (no large objects)
     # KITTI: mean over classes of AP|R40 (fabricated as 100 AP + 10, Easy +5, Hard -5)
     assert liaf["Moderate"] == "52.0 ± 1.0"
@@ -46,7 +48,7 @@ def test_comparison_table_pairs_by_seed(fake_bench):
     assert len(table.rows) == 1  # the pair with a method that has no runs is left out
     row = _row(table, "liaf")
     assert row["against"] == "none" and row["seeds"] == "3"
-    assert row["ΔAP (beyond noise?)"] == "+1.33 ± 0.29 (yes)"  # deltas 1.0, 1.5, 1.5
+    assert row["ΔAP [95% CI], p (beyond noise?)"] == "+1.33 [+0.62, +2.05] p=0.015 (yes)"
     md = write_reports(fake_bench)["markdown"].read_text()
     assert "Paired comparisons (method - against, per seed)" in md
 
@@ -60,7 +62,7 @@ def test_validity_verdict_is_printed_before_the_ranking(fake_bench):
     bench["validity"] = ["liaf"]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     md = write_reports(fake_bench)["markdown"].read_text()
-    verdict = "liaf +1.33 ± 0.29 AP (above). Verdict: holds."
+    verdict = "liaf +1.33 [+0.62, +2.05] AP, p=0.015 (above). Verdict: holds."
     assert verdict in md and md.index(verdict) < md.index("Accuracy (mean ± std over seeds)")
     liaf_seed_1 = next(r for r in records if r.get("method") == "liaf" and r["seed"] == 1)
     liaf_seed_1["metrics"]["AP"] = 0.395  # delta -1.0 on seed 1: signs differ
@@ -89,11 +91,54 @@ def test_validity_fails_below_none_and_on_one_complete_row(fake_bench):
     _liaf_ap(records, {0: 0.390, 1: 0.395, 2: 0.405})  # none 40.0, 40.5, 41.5: -1.0 each
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     md = write_reports(fake_bench)["markdown"].read_text()
-    assert "liaf -1.00 ± 0.00 AP (not above). Verdict: does NOT hold" in md
+    assert "liaf -1.00 [-1.00, -1.00] AP, p<0.001 (not above). Verdict: does NOT hold" in md
     bench["validity"] = ["liaf", "fgd"]  # fgd: no runs at all
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     md = write_reports(fake_bench)["markdown"].read_text()
     assert "fgd pending (0 of 3 seeds). Verdict: does NOT hold" in md
+
+
+def test_ap_by_instance_kind_per_class_small_objects_and_kitti(fake_bench):
+    path = fake_bench / "results.jsonl"
+    records = read_results(path)
+    for r in records:
+        if r.get("kind") == "run":  # Car tracks AP; Pedestrian is 0.10 for none, 0.12 for liaf
+            ped = 0.10 if r["method"] == "none" else 0.12
+            r["metrics"]["per_class"] = {"Car": r["metrics"]["AP"], "Pedestrian": ped}
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    results = load_results(fake_bench)
+    absolute, deltas = kind_tables(results, "synth")
+    assert absolute.headers == [
+        "method", "seeds", "APs", "AP Car", "AP Pedestrian", "Easy", "Moderate", "Hard"
+    ]  # fmt: skip
+    assert _row(absolute, "liaf")["AP Car"] == "42.0 ± 1.0"
+    assert _row(absolute, "none")["AP Pedestrian"] == "10.0 ± 0.0"
+    liaf = _row(deltas, "liaf")
+    assert [r[0] for r in deltas.rows] == ["liaf"]  # no row for the baseline itself
+    assert liaf["AP Car"] == "+1.3 [+0.6, +2.1] *"  # deltas 1.0, 1.5, 1.5
+    assert liaf["APs"] == "+1.3 [+0.6, +2.1] *"
+    assert liaf["AP Pedestrian"] == "+2.0 [+2.0, +2.0] *"
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "AP by instance kind: Δ to `none` paired by seed [95% CI]" in md
+    assert "COCO AP per class" in md and "stored no per-class AP" not in md
+
+
+def test_ap_by_instance_kind_says_when_runs_lack_per_class_ap(fake_bench):
+    results = load_results(fake_bench)  # conftest's runs store an empty per_class
+    absolute, _ = kind_tables(results, "synth")
+    assert "AP Car" not in absolute.headers and "APs" in absolute.headers
+    assert "stored no per-class AP" in kind_note(results, "synth")
+
+
+def test_notes_are_shown_first_and_a_bench_without_them_has_no_such_section(fake_bench):
+    md = write_reports(fake_bench)["markdown"].read_text()
+    assert "Reading this bench" not in md
+    (fake_bench / "notes.md").write_text("First paragraph\nwrapped.\n\nSecond `code`.\n")
+    paths = write_reports(fake_bench)
+    md = paths["markdown"].read_text()
+    assert "## Reading this bench\n\nFirst paragraph wrapped.\n\nSecond `code`." in md
+    assert md.index("Reading this bench") < md.index("Dataset `synth`")
+    assert "<p>Second <code>code</code>.</p>" in paths["html"].read_text()
 
 
 def test_teacher_curve_says_what_its_last_third_added(fake_bench):
@@ -146,7 +191,7 @@ def test_cost_ratios_show_their_spread_over_rounds(fake_bench):
 def test_reports_and_plots_are_written(fake_bench):
     paths = write_reports(fake_bench)
     md = paths["markdown"].read_text()
-    assert "+1.33 ± 0.29" in md and "Cost per training step" in md
+    assert "+1.33 [+0.62, +2.05]" in md and "Cost per training step" in md
     assert "2.50 M parameters, 3.00 GFLOPs and 12.5 ms" in md
     page = paths["html"].read_text()
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page
@@ -183,7 +228,7 @@ def test_update_readme_touches_only_its_section(fake_bench, tmp_path):
     assert text.startswith(before) and text.endswith(after + other)
     section = text.split("<!-- bench:fake:start -->")[1].split("<!-- bench:fake:end -->")[0]
     assert "stale" not in section
-    assert "| liaf | 3 |" in section and "+1.33 ± 0.29" in section
+    assert "| liaf | 3 |" in section and "+1.33 [+0.62, +2.05]" in section
     assert "[fake_bench/report.md](fake_bench/report.md)" in section  # relative to the README
     update_readme(readme, fake_bench)
     assert readme.read_text() == text  # regenerating is idempotent

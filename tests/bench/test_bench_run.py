@@ -12,13 +12,13 @@ import yaml
 
 import liafkd.engine.runs
 from liafkd.bench.config import load_bench
+from liafkd.bench.results import read_results
 from liafkd.bench.runner import (
     BenchRunner,
     claim,
     file_digest,
     plan_runs,
     plan_teacher,
-    read_results,
     run_bench,
 )
 

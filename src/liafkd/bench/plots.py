@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -22,10 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from liafkd.bench.config import BASELINE  # noqa: E402
+from liafkd.bench.results import BenchResults  # noqa: E402
 from liafkd.bench.stats import pooled_moments, summarize  # noqa: E402
-
-if TYPE_CHECKING:
-    from liafkd.bench.report import BenchResults
 
 DPI = 120
 LOG_SCALE_SPREAD = 20.0  # weight axis turns logarithmic when max/min mean exceeds this

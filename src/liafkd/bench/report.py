@@ -1,8 +1,9 @@
 """report.md, report.html and the README section, from results.jsonl alone.
 
-Every figure comes from OUTPUT_DIR/results.jsonl (liafkd.bench.runner), so the
+Every figure comes from OUTPUT_DIR/results.jsonl (liafkd.bench.results), so the
 reports of a committed bench can be regenerated anywhere:
-`liafkd bench report OUTPUT_DIR [--readme README.md]`.
+`liafkd bench report OUTPUT_DIR [--readme README.md]`. A hand-written
+OUTPUT_DIR/notes.md (how to read the bench; no generated figure) is shown first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Any
 
 from liafkd.bench.config import BASELINE
 from liafkd.bench.cost import FLOOR
-from liafkd.bench.runner import RESULTS_FILE, latest_by_key, read_results
+from liafkd.bench.results import (
+    CLASS_PREFIX,
+    RESULTS_FILE,
+    BenchResults,
+    class_names,
+    has_kitti,
+    load_results,
+    metric_value,
+)
 from liafkd.bench.stats import PairedDelta, Summary, paired_delta, summarize
 from liafkd.config import ConfigError
 
@@ -35,103 +44,28 @@ COST_LEGEND = (
     "of the step."
 )
 COMPARISONS_CAPTION = "Paired comparisons (method - against, per seed)"
+NOTES_FILE = "notes.md"  # hand-written, beside results.jsonl; the report shows it first
+NOTES_TITLE = "Reading this bench"
+KIND_CAPTION = "AP by instance kind"
 ROUNDS_NOTE = (
     " In brackets after × floor and × none: the lowest and highest ratio within one round "
     "(the two variants' medians in the same round), how far the timings move."
 )
 NOISE_RULE = (
-    "Δ: per-seed differences to `none` on the same seed, mean ± std. Beyond noise "
-    "(yes/no): |mean| > 2 std / sqrt(n) and every seed's delta has the mean's sign; "
-    "n/a with one seed."
+    "Δ: per-seed differences to `none` on the same seed: their mean, its 95% confidence "
+    "interval [mean ± t(0.975, n-1) std / sqrt(n), Student t] and the two-sided paired "
+    "t-test's p. Beyond noise (yes/no): the interval excludes 0 (p < 0.05); n/a with one "
+    "seed. With 3 seeds the interval is ± 4.30 standard errors, with 10 seeds ± 2.26."
 )
-
-
-# --- loading -----------------------------------------------------------------------------
-
-
-@dataclass
-class BenchResults:
-    bench: dict[str, Any]
-    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = field(default_factory=dict)
-    costs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.bench.get("name", "bench")
-
-    @property
-    def seed_count(self) -> int:
-        """How many seeds the bench declares (1 when its description lacks them)."""
-        return len(self.bench.get("seeds", [])) or 1
-
-    def datasets(self) -> list[str]:
-        names = list(self.bench.get("datasets", {}))
-        return names + [d for d in {**self.runs, **self.teachers} if d not in names]
-
-    def methods(self, dataset: str) -> list[str]:
-        """The bench's row order, then any other method found in the results."""
-        ordered = [m["name"] for m in self.bench.get("methods", [])]
-        found = list(self.runs.get(dataset, {}))
-        return [m for m in ordered if m in found] + [m for m in found if m not in ordered]
-
-    def values(self, dataset: str, method: str, metric: str) -> dict[int, float | None]:
-        """Per seed: a COCO metric in percent, or `kitti_<difficulty>` (mean over
-        classes of AP|R40, percent)."""
-        return {
-            seed: metric_value(run["metrics"], metric)
-            for seed, run in self.runs.get(dataset, {}).get(method, {}).items()
-        }
-
-
-def load_results(output_dir: Path) -> BenchResults:
-    """The units of the bench's latest description (all units when the file has none)."""
-    path = Path(output_dir) / RESULTS_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: no results file (run `liafkd bench CONFIG` first)")
-    records = list(latest_by_key(read_results(path)).values())
-    benches = [r for r in records if r.get("kind") == "bench"]
-    results = BenchResults(bench=max(benches, key=lambda r: r["finished_at"]) if benches else {})
-    current = current_keys(results.bench)
-    for record in records:
-        if current is not None and record.get("key") not in current:
-            continue  # a unit of an earlier version of the config
-        kind = record.get("kind")
-        if kind == "teacher":
-            results.teachers[record["dataset"]] = record
-        elif kind == "run":
-            by_method = results.runs.setdefault(record["dataset"], {})
-            by_method.setdefault(record["method"], {})[int(record["seed"])] = record
-        elif kind == "cost":
-            results.costs[record["dataset"]] = record
-    return results
-
-
-def current_keys(bench: dict[str, Any]) -> set[str] | None:
-    units = bench.get("units")
-    if units is None:
-        return None
-    keys = set()
-    for unit in units.values():
-        keys |= {unit["teacher"], unit["cost"], *unit["runs"]}
-    return keys
-
-
-def metric_value(metrics: dict[str, Any], metric: str) -> float | None:
-    if metric.startswith("kitti_"):
-        kitti = metrics.get("kitti") or {}
-        classes = [c for c in kitti if isinstance(kitti[c], dict)]
-        difficulty = metric.removeprefix("kitti_")
-        if not classes:
-            return None
-        return sum(kitti[c][difficulty]["R40"] for c in classes) / len(classes)
-    value = metrics.get(metric)
-    return None if value is None else 100.0 * value
-
-
-def has_kitti(results: BenchResults, dataset: str) -> bool:
-    runs = results.runs.get(dataset, {})
-    return any(r["metrics"].get("kitti") for seeds in runs.values() for r in seeds.values())
+KIND_NOTE = (
+    "AP by instance kind: COCO AP per class and on small objects (APs: area below 32²"
+    " pixels); {kitti}Δ: paired by seed against `none`, mean [95% CI]; * marks an "
+    "interval that excludes 0."
+)
+KIND_KITTI = (
+    "KITTI difficulties (Easy: fully visible; Moderate: up to partly occluded; Hard: up "
+    "to largely occluded, with KITTI's height and truncation limits), AP|R40; "
+)
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -151,18 +85,35 @@ def fmt_summary(s: Summary | None, digits: int = 1) -> str:
     return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
 
 
-def fmt_delta(d: PairedDelta | None) -> str:
+def fmt_delta(d: PairedDelta | None, digits: int = 2) -> str:
+    """The mean difference and its 95% confidence interval: `+1.33 [+0.62, +2.05]`."""
     if d is None:
         return "-"
-    if d.std is None:
-        return f"{d.mean:+.2f}"
-    return f"{d.mean:+.2f} ± {d.std:.2f}"
+    if d.ci is None:
+        return f"{d.mean:+.{digits}f}"
+    return f"{d.mean:+.{digits}f} [{d.ci[0]:+.{digits}f}, {d.ci[1]:+.{digits}f}]"
+
+
+def fmt_p(d: PairedDelta | None) -> str:
+    if d is None or d.p_value is None:
+        return "p n/a"
+    return "p<0.001" if d.p_value < 0.001 else f"p={d.p_value:.3f}"
 
 
 def fmt_noise(d: PairedDelta | None) -> str:
     if d is None or d.beyond_noise is None:
         return "n/a"
     return "yes" if d.beyond_noise else "no"
+
+
+def fmt_paired(d: PairedDelta | None) -> str:
+    """A table cell: difference [95% CI] p (beyond noise?)."""
+    if d is None:
+        return "-"
+    return f"{fmt_delta(d)} {fmt_p(d)} ({fmt_noise(d)})"
+
+
+DELTA_HEADER = "{} [95% CI], p (beyond noise?)"
 
 
 def fmt_number(value: float | None, digits: int = 1) -> str:
@@ -189,7 +140,7 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     columns = metric_columns(results, dataset)
     deltas = delta_metrics(results, dataset)
     headers = ["method", "seeds"] + [h for h, _ in columns]
-    headers += [f"{header} (beyond noise?)" for header, _ in deltas]
+    headers += [DELTA_HEADER.format(header) for header, _ in deltas]
     headers.append("train min/run")
     rows = []
     for method in results.methods(dataset):
@@ -205,7 +156,7 @@ def method_table(results: BenchResults, dataset: str) -> Table:
             d = paired_delta(
                 results.values(dataset, method, metric), results.values(dataset, BASELINE, metric)
             )
-            row.append(f"{fmt_delta(d)} ({fmt_noise(d)})")
+            row.append(fmt_paired(d))
         minutes = summarize(r["timings"].get("train_s", 0) / 60 for r in seeds.values())
         row.append(fmt_summary(minutes))
         rows.append(row)
@@ -220,12 +171,51 @@ def method_table(results: BenchResults, dataset: str) -> Table:
     return Table(headers, rows)
 
 
+def kind_columns(results: BenchResults, dataset: str) -> list[tuple[str, str]]:
+    """(header, metric key) of the AP-by-instance-kind tables: small objects, each
+    class, and the KITTI difficulties where the data has them."""
+    columns = [("APs", "APs")]
+    columns += [(f"AP {name}", f"{CLASS_PREFIX}{name}") for name in class_names(results, dataset)]
+    if has_kitti(results, dataset):
+        columns += [(d.capitalize(), f"kitti_{d}") for d in KITTI_DIFFICULTIES]
+    return columns
+
+
+def kind_tables(results: BenchResults, dataset: str) -> tuple[Table, Table]:
+    """AP by instance kind: mean ± std per method, and the paired difference to `none`
+    with its 95% confidence interval (`*`: the interval excludes 0)."""
+    columns = kind_columns(results, dataset)
+    headers = ["method", "seeds"] + [h for h, _ in columns]
+    absolute, deltas = Table(list(headers), []), Table(list(headers), [])
+    baseline = {m: results.values(dataset, BASELINE, m) for _, m in columns}
+    for method in results.methods(dataset):
+        seeds = str(len(results.runs[dataset][method]))
+        values = [results.values(dataset, method, m) for _, m in columns]
+        absolute.rows.append([method, seeds] + [fmt_summary(summarize(v.values())) for v in values])
+        if method == BASELINE:
+            continue
+        cells = []
+        for (_, metric), by_seed in zip(columns, values, strict=True):
+            d = paired_delta(by_seed, baseline[metric])
+            cells.append(fmt_delta(d, 1) + (" *" if d is not None and d.beyond_noise else ""))
+        deltas.rows.append([method, seeds] + cells)
+    return absolute, deltas
+
+
+def kind_note(results: BenchResults, dataset: str) -> str:
+    kitti = KIND_KITTI if has_kitti(results, dataset) else ""
+    note = KIND_NOTE.format(kitti=kitti)
+    if not class_names(results, dataset):
+        note += " These runs stored no per-class AP (their results predate it)."
+    return note
+
+
 def validity_checks(
     results: BenchResults, dataset: str
 ) -> list[tuple[str, PairedDelta | None, bool | None]]:
     """Each row of the bench's `validity` list: its AP delta to `none` paired by seed,
-    and whether it is above `none` beyond noise (None until it ran all the bench's seeds).
-    A delta beyond noise below `none` fails."""
+    and whether it is above `none` beyond noise, its 95% confidence interval above 0
+    (None until it ran all the bench's seeds). Anything else fails."""
     baseline = results.values(dataset, BASELINE, "AP")
     checks = []
     for method in results.bench.get("validity") or []:
@@ -265,11 +255,13 @@ def validity_verdict(results: BenchResults, dataset: str) -> str:
             done = 0 if d is None else d.n
             parts.append(f"{method} pending ({done} of {results.seed_count} seeds)")
         else:
-            parts.append(f"{method} {fmt_delta(d)} AP ({'above' if passed else 'not above'})")
+            word = "above" if passed else "not above"
+            parts.append(f"{method} {fmt_delta(d)} AP, {fmt_p(d)} ({word})")
     rows = ", ".join(method for method, _, _ in checks)
     return (
         f"**Validity (the published ordering, checked before any ranking):** each of "
-        f"{rows} above `none` on AP beyond noise. {'; '.join(parts)}. "
+        f"{rows} above `none` on AP beyond noise (the 95% confidence interval of the "
+        f"paired difference above 0). {'; '.join(parts)}. "
         f"Verdict: {VERDICTS[validity_state(checks)]}."
     )
 
@@ -299,7 +291,7 @@ def comparison_table(results: BenchResults, dataset: str) -> Table | None:
     if not pairs:
         return None
     deltas = delta_metrics(results, dataset)
-    headers = ["method", "against", "seeds"] + [f"{h} (beyond noise?)" for h, _ in deltas]
+    headers = ["method", "against", "seeds"] + [DELTA_HEADER.format(h) for h, _ in deltas]
     rows = []
     for method, against in pairs:
         paired = [
@@ -309,7 +301,7 @@ def comparison_table(results: BenchResults, dataset: str) -> Table | None:
             for _, metric in deltas
         ]
         seeds = str(0 if paired[0] is None else paired[0].n)
-        rows.append([method, against, seeds] + [f"{fmt_delta(d)} ({fmt_noise(d)})" for d in paired])
+        rows.append([method, against, seeds] + [fmt_paired(d) for d in paired])
     return Table(headers, rows)
 
 
@@ -458,6 +450,10 @@ def report_sections(
             pairs = comparison_table(results, dataset)
             if pairs is not None:
                 section.table(COMPARISONS_CAPTION, pairs)
+            absolute, deltas = kind_tables(results, dataset)
+            section.table(f"{KIND_CAPTION} (mean ± std over seeds)", absolute)
+            section.table(f"{KIND_CAPTION}: Δ to `none` paired by seed [95% CI]", deltas)
+            section.text(kind_note(results, dataset))
         cost = results.costs.get(dataset)
         if cost is not None:
             section.table("Cost per training step", cost_table(cost))
@@ -468,6 +464,17 @@ def report_sections(
             section.image(f"{dataset}: {kind}", os.path.relpath(path, base))
         sections.append(section)
     return sections
+
+
+def notes_sections(output_dir: Path) -> list[Section]:
+    """OUTPUT_DIR/notes.md as one section of paragraphs (none without the file)."""
+    path = Path(output_dir) / NOTES_FILE
+    if not path.is_file():
+        return []
+    section = Section(NOTES_TITLE)
+    for paragraph in re.split(r"\n\s*\n", path.read_text().strip()):
+        section.text(" ".join(paragraph.split()))
+    return [section]
 
 
 def header_lines(results: BenchResults) -> list[str]:
@@ -577,7 +584,7 @@ def write_reports(output_dir: Path) -> dict[str, Path]:
     output_dir = Path(output_dir)
     results = load_results(output_dir)
     plots = write_plots(results, output_dir / "plots")
-    sections = report_sections(results, plots, output_dir)
+    sections = notes_sections(output_dir) + report_sections(results, plots, output_dir)
     md = output_dir / "report.md"
     md.write_text(render_markdown(results, sections))
     page = output_dir / "report.html"
@@ -592,8 +599,9 @@ def readme_section(results: BenchResults, output_dir: Path, readme_dir: Path) ->
     """A compact results section: per dataset the accuracy table and the cost table,
     with links into the full report (paths relative to the README)."""
     link = os.path.relpath(Path(output_dir) / "report.md", readme_dir)
+    # the command as typed from the working directory; the link as the page resolves it
     lines = [
-        f"Generated by `liafkd bench report {os.path.relpath(output_dir, readme_dir)}` from "
+        f"Generated by `liafkd bench report {os.path.relpath(output_dir)}` from "
         f"`{RESULTS_FILE}`; full report with plots: [{link}]({link}).",
         "",
     ]

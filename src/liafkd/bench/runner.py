@@ -39,40 +39,16 @@ from liafkd.bench.config import (
     config_hash,
     portable_dataset,
 )
+from liafkd.bench.report import write_reports
+from liafkd.bench.results import RESULTS_FILE, append_result, latest_by_key, read_results
 from liafkd.data.formats.layout import describe_split
 
-RESULTS_FILE = "results.jsonl"
 # instance-weight summaries: sqrt(area) bins in original-image pixels
 SIZE_BIN_EDGES = (0.0, 16.0, 32.0, 64.0, 128.0, 256.0, math.inf)
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-# --- results file ------------------------------------------------------------------
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of a results file; a torn last line (a write cut short by
-    a kill) is skipped with a note, any other bad line is an error naming it."""
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if number == len(lines):
-                print(f"{path}:{number}: incomplete last line skipped (interrupted write)")
-                continue
-            raise ValueError(f"{path}:{number}: not a JSON line ({e})") from None
-    return records
-
-
-def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The last record of each key (a redone unit replaces its older line)."""
-    return {r["key"]: r for r in records if "key" in r}
+# --- claims --------------------------------------------------------------------------
 
 
 @contextmanager
@@ -110,20 +86,6 @@ def pid_alive(claim_file: Path) -> bool:
     except PermissionError:
         return True
     return pid != os.getpid()
-
-
-def append_result(path: Path, record: dict[str, Any]) -> None:
-    """Append one line, durably; a torn last line left by a kill is cut off first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-    with path.open("r+b") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
-        f.seek(0, os.SEEK_END)
-        f.write((json.dumps(record, sort_keys=True) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # --- versions ----------------------------------------------------------------------
@@ -615,7 +577,5 @@ def run_bench(
     the reports; returns the output folder."""
     BenchRunner(bench).run(cost=cost, redo_cost=redo_cost, seeds=seeds, methods=methods)
     if report:
-        from liafkd.bench.report import write_reports
-
         write_reports(bench.output_dir)
     return bench.output_dir

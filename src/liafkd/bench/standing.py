@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liafkd.bench.report import fmt_delta, load_results, validity_checks, validity_state
-from liafkd.bench.runner import RESULTS_FILE
+from liafkd.bench.report import fmt_delta, fmt_p, validity_checks, validity_state
+from liafkd.bench.results import RESULTS_FILE, load_results
 from liafkd.bench.stats import paired_delta
 
 RANKING_BENCHES = ("cpu-synthetic-v2", "cpu-bccd-v2")
@@ -57,8 +57,9 @@ def liaf_standing(folder: Path, row: str = DEFAULT_ROW) -> str:
         d = paired_delta(liaf, results.values(dataset, rival, "AP"))
         if d is not None:
             word = _word(d.mean, d.beyond_noise)
-            parts.append(f"{fmt_delta(d)} AP against {rival} ({word}, {d.n} seeds)")
+            parts.append(f"{fmt_delta(d)} AP against {rival} ({word}, {fmt_p(d)}, {d.n} seeds)")
     return (
         f"On the ranking bench {results.name} ({validity}), LIAF-KD with this default "
-        f"(`{row}`) measured, paired by seed: {'; '.join(parts)}."
+        f"(`{row}`) measured, paired by seed (mean [95% confidence interval]): "
+        f"{'; '.join(parts)}."
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from liafkd.bench.report import load_results
+from liafkd.bench.results import load_results
 
 TIE_AP = 0.3  # percent AP
 
