@@ -107,8 +107,9 @@ def _add_get_parser(sub: argparse._SubParsersAction) -> None:
         help="download a public dataset, pinned and checked file by file (bccd)",
         description="bccd: the BCCD/ folder of Shenggan/BCCD_Dataset at commit "
         "d272fb14cdff6e473fafeeeba32aba5f560e9e43 (MIT), written to DIR/BCCD (Pascal VOC: "
-        "Annotations, JPEGImages, ImageSets/Main) and checked against the sha256 of every "
-        "file that liafkd ships. DIR must be new, empty, or an earlier `data get` folder "
+        "Annotations, JPEGImages, ImageSets/Main) and checked file by file against the "
+        "sha256 manifest shipped with liafkd. DIR must be new, empty, or an earlier "
+        "`data get` folder "
         "(then its files are checked again, not downloaded again). coco128 is not offered: "
         "it has no pinned source (the command says why).",
     )
