@@ -310,7 +310,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    try:
+        return key.strip().split("."), yaml.safe_load(raw)
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: `!!int abc`
+        raise ConfigError(f"--set {text}: {_yaml_problem(e)}") from None
+
+
+def _yaml_problem(error: Exception) -> str:
+    """What PyYAML found wrong, on one line, without its source excerpt."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return str(error).replace("\n", " ")
+    if isinstance(error, yaml.constructor.ConstructorError) and "python/" in str(error.problem):
+        return "YAML tags that build Python objects (!!python/...) are refused: give a plain value"
+    mark = error.problem_mark
+    where = f" (column {mark.column + 1})" if mark is not None else ""
+    return ", ".join(p for p in (error.context, error.problem) if p) + where
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -336,7 +350,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: a folder, not a YAML config file") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it: {e.strerror}") from e
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: `!!int abc`
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:
         data = {}

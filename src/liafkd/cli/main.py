@@ -66,7 +66,17 @@ def known_error_code(error: BaseException) -> int | None:
     return None
 
 
+def printable_console() -> None:
+    """A file name that is not valid UTF-8 (Linux keeps its bytes as lone surrogates)
+    prints as a backslash escape instead of raising UnicodeEncodeError, possibly in the
+    middle of an epoch. Only strict streams change (C.UTF-8 already writes the bytes)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    printable_console()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
