@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from liafkd.config import DatasetConfig
+    from liafkd.outputs import Output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -172,6 +173,13 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_dataset_outputs(outputs: list[Output], config: str, cfg: DatasetConfig) -> None:
+    """Before reading: no output over the dataset config, a dataset file or a folder."""
+    from liafkd.outputs import Input, check_outputs, dataset_inputs
+
+    check_outputs(outputs, [Input(Path(config), "dataset config"), *dataset_inputs(cfg)])
+
+
 def run_check(args: argparse.Namespace) -> int:
     from liafkd.config import experiment_datasets, load_dataset_config
 
@@ -192,7 +200,10 @@ def check_dataset(args: argparse.Namespace, cfg: DatasetConfig) -> int:
     image or its policy is strict and it has problems."""
     from liafkd.data.check import decode_images, format_summary, summarize
     from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
+    from liafkd.outputs import Output
 
+    if args.json:
+        check_dataset_outputs([Output(Path(args.json), "--json")], args.dataset_config, cfg)
     index = read_dataset(cfg, generate=False)  # a check only reads: never generates
     decode_images(index)  # every pixel, not only the headers: truncated files show here
     summary = summarize(index, cfg)
@@ -222,8 +233,10 @@ def run_convert(args: argparse.Namespace) -> int:
     from liafkd.config import load_dataset_config
     from liafkd.data.convert import write_coco_json
     from liafkd.data.formats import enforce_policy, read_dataset
+    from liafkd.outputs import Output
 
     cfg = load_dataset_config(args.dataset_config)
+    check_dataset_outputs([Output(Path(args.out), "--out")], args.dataset_config, cfg)
     index = read_dataset(cfg)
     enforce_policy(index, cfg)
     out = write_coco_json(index, args.out)

@@ -66,18 +66,22 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     from liafkd.engine.evaluate import evaluate_checkpoint
     from liafkd.evaluation.coco import format_coco_table
     from liafkd.evaluation.kitti import format_kitti_table
+    from liafkd.outputs import Input, Output, check_outputs, dataset_inputs
 
     if not (args.config and args.checkpoint):
         print("error: liafkd eval CONFIG needs --checkpoint CKPT", file=sys.stderr)
         return 2
     apply_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else default_detections_path(args.checkpoint)
+    outputs = [Output(out, "--out")] + ([Output(Path(args.json), "--json")] if args.json else [])
+    inputs = [Input(Path(args.config), "config"), Input(Path(args.checkpoint), "checkpoint")]
+    check_outputs(outputs, inputs + dataset_inputs(cfg.data.val, "data.val"))
     metrics, detections = evaluate_checkpoint(cfg, args.checkpoint)
     print(format_coco_table(metrics))
     if metrics.get("kitti"):
         print()
         print(format_kitti_table(metrics["kitti"]))
-    out = Path(args.out) if args.out else default_detections_path(args.checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(detections))
     print(f"detections (COCO results format): {out}")
@@ -99,8 +103,12 @@ def _evaluate_results(args: argparse.Namespace) -> int:
     from liafkd.config import load_dataset_config
     from liafkd.data.formats import enforce_policy, read_dataset
     from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
+    from liafkd.outputs import Input, Output, check_outputs, dataset_inputs
 
     cfg = load_dataset_config(args.dataset)
+    if args.json:
+        inputs = [Input(Path(args.dataset), "dataset config"), Input(Path(args.results), "results")]
+        check_outputs([Output(Path(args.json), "--json")], inputs + dataset_inputs(cfg))
     index = read_dataset(cfg)
     enforce_policy(index, cfg)
     try:

@@ -80,8 +80,13 @@ def checkpoint_meta(checkpoint: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from liafkd.export import export_student
+    from liafkd.outputs import Input, Output, check_outputs
 
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(SUFFIXES[args.fmt])
+    inputs = [Input(Path(args.checkpoint), "checkpoint")]
+    if args.config:
+        inputs.append(Input(Path(args.config), "config"))
+    check_outputs([Output(out, "--out"), Output(Path(f"{out}.json"), "its description")], inputs)
     try:
         description = export_student(
             args.checkpoint,

@@ -28,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.config import ConfigError, load_config
     from liafkd.engine.checkpoint import load_checkpoint, save_atomic
     from liafkd.models.mmdet_import import import_mmdet_gfl
+    from liafkd.outputs import Input, Output, check_outputs
 
+    check_outputs(
+        [Output(Path(args.out), "--out")],
+        [Input(Path(args.checkpoint), "checkpoint"), Input(Path(args.config), "config")],
+    )
     cfg = load_config(args.config)
     report, class_names, num_classes = import_mmdet_gfl(
         load_checkpoint(args.checkpoint), cfg.model, args.checkpoint

@@ -55,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.data.formats.common import read_split_stems
     from liafkd.evaluation.kitti import evaluate_kitti, format_kitti_table, load_kitti_dir
 
+    if args.json_out:
+        from liafkd.outputs import Input, Output, check_outputs
+
+        inputs = [
+            Input(args.labels, "label folder", dataset=True),
+            Input(args.results, "result folder", dataset=True),
+        ] + ([Input(args.split, "split file")] if args.split else [])
+        check_outputs([Output(args.json_out, "--json")], inputs)
     try:
         ids = read_split_stems(args.split) if args.split else None
         gt = load_kitti_dir(args.labels, ids)

@@ -139,6 +139,31 @@ def check_unique_stems(files: list[Path]) -> None:
         )
 
 
+def image_table_path(out: Path) -> Path:
+    """The id -> file table written beside the COCO results `out`."""
+    return out.with_name(f"{out.stem}_images.json")
+
+
+def check_predict_outputs(args: argparse.Namespace, out: Path, files: list[Path]) -> None:
+    """Before any work: no output over the checkpoint, the config or an image, no
+    drawing or KITTI result file inside an input folder, no file where a folder is."""
+    from liafkd.outputs import Input, Output, check_outputs
+
+    if args.fmt == "coco":
+        outputs = [Output(out, "--out"), Output(image_table_path(out), "the image table")]
+    else:
+        outputs = [Output(out, "--out (--format kitti)", folder=True, per_image=True)]
+    if args.draw:
+        outputs.append(Output(Path(args.draw), "--draw", folder=True, per_image=True))
+    inputs = [Input(Path(args.checkpoint), "checkpoint")]
+    if args.config:
+        inputs.append(Input(Path(args.config), "config"))
+    folders = [Path(item) for item in args.images if Path(item).is_dir()]
+    inputs += [Input(folder, "image folder", images=True) for folder in folders]
+    inputs += [Input(path, "image", images=True) for path in files]
+    check_outputs(outputs, inputs)
+
+
 def write_coco(out: Path, dets: dict[int, dict[str, Any]], records: list[ImageRecord]) -> Path:
     """COCO results to `out`, the id -> file table to `out`'s stem + "_images.json"."""
     from liafkd.engine.evaluate import to_coco_results
@@ -149,7 +174,7 @@ def write_coco(out: Path, dets: dict[int, dict[str, Any]], records: list[ImageRe
         {"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height}
         for r in records
     ]
-    table = out.with_name(f"{out.stem}_images.json")
+    table = image_table_path(out)
     table.write_text(json.dumps(images, indent=1))
     return table
 
@@ -166,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
     files = collect_images(args.images)
     if args.fmt == "kitti" or args.draw:
         check_unique_stems(files)
+    out = Path(args.out or ("predictions.json" if args.fmt == "coco" else "predictions_kitti"))
+    check_predict_outputs(args, out, files)
     records = image_records(files)
     if not records:
         print(f"error: none of the {len(files)} image(s) could be read", file=sys.stderr)
@@ -202,13 +229,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     total = sum(len(d["scores"]) for d in dets.values())
     if args.fmt == "coco":
-        out = Path(args.out or "predictions.json")
         table = write_coco(out, dets, records)
         print(f"{total} detections on {len(records)} images: {out} (image ids: {table})")
     else:
         from liafkd.evaluation.kitti import write_kitti_results
 
-        out = Path(args.out or "predictions_kitti")
         write_kitti_results(out, stems, [dets[r.image_id] for r in records], class_names)
         print(f"{total} detections on {len(records)} images: KITTI result files in {out}")
     if args.draw:

@@ -70,6 +70,7 @@ def class_names_of(run_dir: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from liafkd.outputs import Output, check_outputs
     from liafkd.viz import (
         load_instance_dumps,
         pick_images,
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         index = load_index(load_config(args.config).data.train, "data.train")
     names = index.class_names if index else class_names_of(run_dir)
     out = Path(args.out) if args.out else run_dir / "viz"
+    check_outputs([Output(out, "--out", folder=True)], [])
     written = [plot_weight_distribution(dumps, out / "weight_distribution.png")]
     for epoch in epochs:
         path = out / f"weight_vs_instance_epoch_{epoch}.png"
