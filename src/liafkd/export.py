@@ -38,6 +38,7 @@ from liafkd.engine.checkpoint import CheckpointError, load_checkpoint, load_stat
 from liafkd.models.assigner import make_points
 from liafkd.models.box_coder import integral
 from liafkd.models.gfl import GFL, PRE_NMS_TOPK
+from liafkd.outputs import write_text_atomic
 
 ONNX_OPSET = 17
 METADATA_KEY = "liafkd"  # the ONNX metadata_props key holding the export's description
@@ -354,7 +355,7 @@ def export_student(
             "boxes_decoded_in_graph": True,
         },
     }
-    Path(f"{out}.json").write_text(json.dumps(description, indent=2))
+    write_text_atomic(f"{out}.json", json.dumps(description, indent=2))
     if fmt == "onnx":
         write_onnx_metadata(out, description)
     return description

@@ -18,10 +18,13 @@ a run) is defined here, once: `--overwrite` deletes exactly these files and noth
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from liafkd.config import ConfigError, DatasetConfig
 
@@ -50,6 +53,58 @@ DATASET_FILE_SUFFIXES = (
 
 class OutputPathError(ConfigError):
     """An output path that would overwrite an input or a run's files (exit 2)."""
+
+
+class DiskFullError(RuntimeError):
+    """The device ran out of space while writing a file; nothing was written (exit 1)."""
+
+
+# what torch's zip writer says when a write fails for want of space
+DISK_FULL_PHRASES = ("unexpected pos", "file write failed", "No space left on device")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC (or EDQUOT, a full quota) anywhere in the chain, or torch's zip writer
+    failing a write (it reports ENOSPC as a RuntimeError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(seen, RuntimeError) and any(p in str(seen) for p in DISK_FULL_PHRASES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through `write(handle)` into a temporary file beside it, fsync, then
+    rename over `path`: a reader sees the old file or the new one, never half of one. On
+    any failure the temporary file is removed and `path` is left as it was; a full disk
+    raises DiskFullError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise DiskFullError(
+                f"{path}: no space left on the device, nothing written (free some space "
+                f"on the device of {path.parent.resolve()} and run the command again)"
+            ) from None
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """`path.write_text(text)`, atomically and with a clear message on a full disk."""
+    data = text.encode()
+    write_atomic(Path(path), lambda handle: handle.write(data))
+    return Path(path)
 
 
 @dataclass(frozen=True)

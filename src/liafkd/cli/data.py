@@ -200,7 +200,7 @@ def check_dataset(args: argparse.Namespace, cfg: DatasetConfig) -> int:
     image or its policy is strict and it has problems."""
     from liafkd.data.check import decode_images, format_summary, summarize
     from liafkd.data.formats import DatasetError, enforce_policy, read_dataset
-    from liafkd.outputs import Output
+    from liafkd.outputs import Output, write_text_atomic
 
     if args.json:
         check_dataset_outputs([Output(Path(args.json), "--json")], args.dataset_config, cfg)
@@ -209,8 +209,7 @@ def check_dataset(args: argparse.Namespace, cfg: DatasetConfig) -> int:
     summary = summarize(index, cfg)
     print(format_summary(summary))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+        write_text_atomic(args.json, json.dumps(summary, indent=2))
     if not index.records:
         print(
             f"error: no usable image in {cfg.root} (split {summary['dataset']['split']}): "

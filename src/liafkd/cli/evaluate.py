@@ -66,7 +66,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     from liafkd.engine.evaluate import evaluate_checkpoint
     from liafkd.evaluation.coco import format_coco_table
     from liafkd.evaluation.kitti import format_kitti_table
-    from liafkd.outputs import Input, Output, check_outputs, dataset_inputs
+    from liafkd.outputs import Input, Output, check_outputs, dataset_inputs, write_text_atomic
 
     if not (args.config and args.checkpoint):
         print("error: liafkd eval CONFIG needs --checkpoint CKPT", file=sys.stderr)
@@ -82,12 +82,10 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     if metrics.get("kitti"):
         print()
         print(format_kitti_table(metrics["kitti"]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(detections))
+    write_text_atomic(out, json.dumps(detections))
     print(f"detections (COCO results format): {out}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        write_text_atomic(args.json, json.dumps(metrics, indent=2))
     return 0
 
 
@@ -103,7 +101,7 @@ def _evaluate_results(args: argparse.Namespace) -> int:
     from liafkd.config import load_dataset_config
     from liafkd.data.formats import enforce_policy, read_dataset
     from liafkd.evaluation.coco import evaluate_coco, format_coco_table, load_detections
-    from liafkd.outputs import Input, Output, check_outputs, dataset_inputs
+    from liafkd.outputs import Input, Output, check_outputs, dataset_inputs, write_text_atomic
 
     cfg = load_dataset_config(args.dataset)
     if args.json:
@@ -131,6 +129,5 @@ def _evaluate_results(args: argparse.Namespace) -> int:
         return 2
     print(format_coco_table(metrics))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        write_text_atomic(args.json, json.dumps(metrics, indent=2))
     return 0

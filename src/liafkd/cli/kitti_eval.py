@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.evaluation.kitti import evaluate_kitti, format_kitti_table, load_kitti_dir
 
     if args.json_out:
-        from liafkd.outputs import Input, Output, check_outputs
+        from liafkd.outputs import Input, Output, check_outputs, write_text_atomic
 
         inputs = [
             Input(args.labels, "label folder", dataset=True),
@@ -96,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(gt)} images, {sum(len(f) for f in dt)} detections")
     print(format_kitti_table(result))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(args.json_out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json_out}")
     return 0

@@ -41,6 +41,7 @@ KNOWN_ERRORS = [
     ("liafkd.engine.checkpoint", "CheckpointError", 2),
     ("liafkd.data.dataset", "DataLoadError", 2),
     ("liafkd.engine.trainer", "NonFiniteLossError", 1),
+    ("liafkd.outputs", "DiskFullError", 1),
 ]
 
 

@@ -167,15 +167,15 @@ def check_predict_outputs(args: argparse.Namespace, out: Path, files: list[Path]
 def write_coco(out: Path, dets: dict[int, dict[str, Any]], records: list[ImageRecord]) -> Path:
     """COCO results to `out`, the id -> file table to `out`'s stem + "_images.json"."""
     from liafkd.engine.evaluate import to_coco_results
+    from liafkd.outputs import write_text_atomic
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(to_coco_results(dets)))
+    write_text_atomic(out, json.dumps(to_coco_results(dets)))
     images = [
         {"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height}
         for r in records
     ]
     table = image_table_path(out)
-    table.write_text(json.dumps(images, indent=1))
+    write_text_atomic(table, json.dumps(images, indent=1))
     return table
 
 

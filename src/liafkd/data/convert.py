@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from liafkd.data.records import DatasetIndex, ImageRecord
+from liafkd.outputs import write_text_atomic
 
 # Enough for sub-pixel exactness while keeping float32 noise out of the JSON.
 DECIMALS = 4
@@ -68,6 +69,5 @@ def write_coco_json(index: DatasetIndex, out_path: str | Path) -> Path:
     (the file and the images can move together; read it back with `format: coco`,
     `root:` that folder)."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(to_coco_dict(index, relative_to=out_path.parent)))
+    write_text_atomic(out_path, json.dumps(to_coco_dict(index, relative_to=out_path.parent)))
     return out_path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from liafkd.outputs import write_atomic
 
 # epoch_E.pt after epoch E; epoch_E_iter_I.pt after I batches of epoch E (mid-epoch)
 CHECKPOINT_PATTERN = re.compile(r"epoch_(\d+)(?:_iter_(\d+))?\.pt$")
@@ -20,14 +21,9 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write to a temp file in the same folder, fsync, then rename over `path`; on a
+    full disk (DiskFullError) or any other failure no temp file stays, `path` unchanged."""
+    write_atomic(Path(path), lambda handle: torch.save(obj, handle))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -39,6 +39,7 @@ from liafkd.config import AugmentConfig, ConfigError, ExperimentConfig, ModelCon
 from liafkd.data.records import DatasetIndex
 from liafkd.distill.config import ChecksConfig, DistillConfig, TeacherConfig, load_distill_config
 from liafkd.engine.distributed import context
+from liafkd.outputs import write_text_atomic
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
@@ -879,7 +880,7 @@ def complete_summary(
     if teacher:
         summary["teacher"] = teacher
     if context().is_main:  # under torchrun rank 0 writes the run's files
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     if summary["loss_terms"]:
         print(format_loss_terms(summary["loss_terms"]))
     if teacher:

@@ -48,6 +48,7 @@ from liafkd.engine.evaluate import evaluate_detector, is_kitti_format
 from liafkd.engine.rundir import RunDirError, is_finished
 from liafkd.engine.sampler import ResumableSampler
 from liafkd.engine.schedule import lr_factor
+from liafkd.outputs import DiskFullError, is_disk_full, write_text_atomic
 from liafkd.progress import progress
 
 
@@ -359,8 +360,20 @@ class Trainer:
         if not self.dist.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with (self.out_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.out_dir / "metrics.jsonl"
+        with path.open("a") as f:
+            size = f.tell()
+            try:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+            except OSError as e:
+                if not is_disk_full(e):
+                    raise
+                f.truncate(size)  # no half line
+                raise DiskFullError(
+                    f"{path}: no space left on the device, nothing written; free some space "
+                    "and resume the run (--resume) from its last checkpoint"
+                ) from None
         self.state.log_lines += 1
 
     def set_lr(self) -> float:
@@ -642,7 +655,7 @@ class Trainer:
             "wall_time_s": time.perf_counter() - tic,  # this invocation (a resume counts anew)
         }
         if self.dist.is_main:
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(self.out_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
 
 
