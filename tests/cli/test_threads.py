@@ -1,10 +1,11 @@
-"""`--threads N` sets torch's intra-op threads before train, distill, eval, predict and
-demo do any work; without it torch's default stays."""
+"""`--threads N` sets torch's intra-op threads before train, distill, doctor, eval,
+predict and demo do any work; without it torch's default stays."""
 
 import pytest
 import torch
 
 import liafkd.cli.predict
+import liafkd.engine.doctor
 import liafkd.engine.evaluate
 import liafkd.engine.runs
 from liafkd.cli.main import build_parser, main
@@ -26,6 +27,7 @@ def seen(monkeypatch):
     for module, name in (
         (liafkd.engine.runs, "train_detector"),
         (liafkd.engine.runs, "distill_student"),
+        (liafkd.engine.doctor, "diagnose"),
         (liafkd.engine.evaluate, "evaluate_checkpoint"),
         (liafkd.cli.predict, "collect_images"),
     ):
@@ -39,6 +41,7 @@ def seen(monkeypatch):
     [
         ["train", "CONFIG"],
         ["distill", "CONFIG"],
+        ["doctor", "CONFIG"],
         ["eval", "CONFIG", "--checkpoint", "final.pt"],
         ["predict", "final.pt", "images/"],
         ["demo", "--out", "OUT"],

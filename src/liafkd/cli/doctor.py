@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from liafkd.cli.threads import add_threads_arg, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. distill.checks.teacher_batches=8",
     )
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
@@ -34,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from liafkd.engine.doctor import diagnose
     from liafkd.engine.guardrails import CheckResult, format_table
 
+    apply_threads(args.threads)
     try:
         results = diagnose(args.config, args.overrides)
     except ConfigError as e:  # the config itself does not load
