@@ -38,7 +38,10 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         "synth",
         help="generate the synthetic driving-scene dataset (KITTI layout)",
         description="Write a deterministic synthetic dataset in KITTI layout: "
-        "training/image_2, training/label_2, ImageSets/{train,val,trainval}.txt.",
+        "training/image_2, training/label_2, ImageSets/{train,val,trainval}.txt, and "
+        "synthetic_meta.json listing every file written. --out is a new or empty folder, "
+        "or one holding a set liafkd wrote and nothing else: that set's files are deleted "
+        "first (no stale image stays); a folder holding other files is refused.",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--images", type=int, default=256, help="number of images (default 256)")
@@ -72,6 +75,8 @@ def _add_check_parser(sub: argparse._SubParsersAction) -> None:
         "check",
         help="count images, instances and box sizes; list every problem",
         description="Decodes every image (a truncated file is a problem, not a crash). "
+        "Only reads: a `format: synthetic` set that is missing or was generated with other "
+        "parameters is reported with the `liafkd data synth` command that writes it. "
         "Exit 0 when the dataset is readable, 1 when it has no usable image or its "
         "policy is strict and it has problems.",
     )

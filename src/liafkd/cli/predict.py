@@ -58,7 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep detections scoring at least T (default: the model's, 0.05)",
     )
     p.add_argument(
-        "--draw", metavar="DIR", help="also write each image with its boxes to DIR/<stem>.png"
+        "--draw",
+        metavar="DIR",
+        help="also write each image with its boxes to DIR/<stem>.png (DIR may not be an "
+        "input image folder or inside one)",
     )
     p.add_argument(
         "--draw-thr",

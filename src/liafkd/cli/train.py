@@ -24,13 +24,18 @@ def add_common_run_args(parser: argparse.ArgumentParser) -> None:
         const="latest",
         default=None,
         metavar="CKPT",
-        help="continue from CKPT, or from the newest checkpoint in output_dir",
+        help="continue from CKPT, or from the newest checkpoint in output_dir. A finished "
+        "run (final.pt, summary.json) is never trained further: continue it into a new "
+        "folder (--resume RUN/checkpoints/epoch_N.pt --set output_dir=NEW); another run's "
+        "checkpoint is resumed only into an empty output_dir",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="output_dir holds an earlier run: delete its files first (without this, or "
-        "--resume, such a folder is refused)",
+        help="output_dir holds an earlier run: delete the files liafkd wrote there first "
+        "(final.pt, best.pt, summary.json, metrics.jsonl, checkpoints/epoch_*.pt, "
+        "instances/, eval/detections*.json, tensorboard/ events, viz/ plots); your own "
+        "files stay and are listed. Without this, or --resume, such a folder is refused",
     )
     parser.add_argument(
         "--strict-resume",
