@@ -1,6 +1,6 @@
 """Step-0 loss ratios: every loss term of every bench row against the detection loss.
 
-    python benchmarks/loss_ratios.py [--config configs/bench/cpu-synthetic.yaml]
+    python benchmarks/loss_ratios.py [--config configs/bench/archive/cpu-synthetic.yaml]
         [--batches 4] [--seed 0] [--teacher-checkpoint PATH | --random-teacher]
 
 For each row of the bench (its method and options), builds the student exactly as the
@@ -192,7 +192,7 @@ def uses_features(cfg_path: Path) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/bench/cpu-synthetic.yaml")
+    parser.add_argument("--config", default="configs/bench/archive/cpu-synthetic.yaml")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     source = parser.add_mutually_exclusive_group()

@@ -10,8 +10,9 @@ from liafkd.config import load_config, load_dataset_config
 from liafkd.distill.config import DistillConfig, load_distill_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+NOT_EXPERIMENTS = ("datasets", "bench")  # top folders of configs/ (bench has archive/)
 EXPERIMENTS = sorted(
-    p for p in CONFIGS.rglob("*.yaml") if p.parent.name not in ("datasets", "bench")
+    p for p in CONFIGS.rglob("*.yaml") if p.relative_to(CONFIGS).parts[0] not in NOT_EXPERIMENTS
 )
 
 
@@ -62,7 +63,9 @@ def test_distill_configs_use_the_published_weights(path):
     assert dcfg.feature_norm == "teacher_rms"
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "bench").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS / "bench").rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS))
+)
 def test_bench_presets_apply_no_weights_to_every_row(path):
     """Rows may ablate a weight by name (e.g. fgd-x10); distill_options, which reach every
     row, carry none."""

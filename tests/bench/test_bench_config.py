@@ -6,6 +6,7 @@ import yaml
 from liafkd.bench.config import load_bench, resolve_bench_path
 from liafkd.bench.presets import PRESET_DIR, preset_names
 from liafkd.bench.runner import plan_run, plan_teacher
+from liafkd.cli.main import main
 from liafkd.config import ConfigError
 
 MODEL = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
@@ -39,24 +40,46 @@ def write(tmp_path: Path, raw: dict) -> Path:
     return path
 
 
-def test_the_presets_are_listed():
-    assert preset_names() == [
-        "cpu-bccd",
-        "cpu-bccd-calibrated",
-        "cpu-bccd-v2",
-        "cpu-smoke",
-        "cpu-synthetic",
-        "cpu-synthetic-calibrated",
-        "cpu-synthetic-v2",
-        "cpu-synthetic-v2-2ep",
-        "cpu-synthetic-v2-4ep",
-        "cpu-synthetic-v2-small",
-        "cpu-synthetic-v2-t8",
-        "cpu-synthetic-v2-tune",
-        "cpu-synthetic-v2-w12",
-        "gpu-coco",
-        "gpu-kitti",
-    ]
+LIVE = {
+    "cpu-smoke",
+    "cpu-synthetic-v2",
+    "cpu-synthetic-v2-tune",
+    "cpu-bccd-v2",
+    "gpu-coco",
+    "gpu-kitti",
+}
+ARCHIVE = PRESET_DIR / "archive"
+ARCHIVED = sorted(p.stem for p in ARCHIVE.glob("*.yaml"))
+REPO = PRESET_DIR.parents[1]
+
+
+def test_the_presets_are_the_live_ones_and_help_names_no_archived_one(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")  # no line breaks inside a name
+    assert LIVE <= set(preset_names())
+    assert "cpu-bccd" in ARCHIVED and "cpu-synthetic-v2-w12" in ARCHIVED
+    assert not set(ARCHIVED) & set(preset_names())
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in LIVE) and "cpu-synthetic-v2-w12" not in listed
+    assert "cpu-bccd-calibrated" not in listed
+
+
+@pytest.mark.parametrize("name", ARCHIVED)
+def test_archived_presets_run_by_path_into_the_archive(name):
+    """Their relative paths were moved one folder down with them: datasets, data roots and
+    given teachers resolve to the same places as before the move."""
+    bench = load_bench(ARCHIVE / f"{name}.yaml")
+    assert bench.cfg.name == name
+    assert bench.cfg.output_dir == f"benchmarks/archive/{name}"
+    assert (REPO / bench.cfg.output_dir / "results.jsonl").is_file()
+    for train, val in bench.datasets.values():
+        for split in (train, val):
+            if split.format == "synthetic":
+                assert Path(split.root).parent == REPO / "data"
+    for teacher in bench.teachers.values():
+        if teacher.is_trained:
+            assert Path(teacher.config).is_relative_to(REPO / "runs" / "bench")
 
 
 @pytest.mark.parametrize("preset", preset_names())

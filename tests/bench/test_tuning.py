@@ -1,6 +1,10 @@
 """The tuning bench's selection rule, on hand-made rows."""
 
+import json
+
+from liafkd.bench.results import read_results
 from liafkd.bench.tuning import pick, stage3_rows
+from liafkd.cli.main import main
 
 
 def row(name: str, ap: dict[int, float], s_per_step: float) -> dict:
@@ -49,3 +53,32 @@ def test_stage_3_reruns_the_best_rows_of_seed_0():
     d = row("d", {0: 6.0}, 0.48)
     assert stage3_rows(ranked(a, b, c, d)) == ["a", "c", "b"]
     assert stage3_rows(ranked(d, c)) == ["c", "d"]
+
+
+def test_cli_pick_writes_the_choice_and_refuses_a_bench_without_liaf_rows(fake_bench, capsys):
+    """fake_bench's `liaf` runs (AP 41, 42, 43; 120 s over 10 steps) and a cheaper copy
+    0.2 AP lower (a tie within 0.3): the cheaper row wins."""
+    path = fake_bench / "results.jsonl"
+    records = read_results(path)
+    bench = next(r for r in records if r["kind"] == "bench")
+    bench["methods"].append({"name": "liaf-cheap", "method": "liaf", "options": {"x": 1}})
+    cheap = []
+    for r in records:
+        if r.get("method") == "liaf":
+            r["timings"]["steps"] = 10
+            copy = json.loads(json.dumps(r))
+            copy.update(method="liaf-cheap", key=f"cheap-{r['seed']}")
+            copy["metrics"]["AP"] -= 0.002
+            copy["timings"]["train_s"] = 60.0
+            cheap.append(copy)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records + cheap))
+    assert main(["bench", "pick", str(fake_bench), "--top", "1"]) == 0
+    choice = json.loads((fake_bench / "choice.json").read_text())
+    assert choice["winner"] == {"row": "liaf-cheap", "options": {"x": 1}}
+    assert choice["top"] == ["liaf"]  # seed 0: liaf 41.0, liaf-cheap 40.8
+    out = capsys.readouterr().out
+    assert "liaf-cheap" in out and "<- winner" in out and "choice.json" in out
+    others = [r for r in records if r.get("method") not in ("liaf",)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in others))
+    assert main(["bench", "pick", str(fake_bench)]) == 2
+    assert "no LIAF-KD runs yet" in capsys.readouterr().err

@@ -4,17 +4,20 @@ Among the rows whose method is `liaf` (uniform weights included) and that ran on
 most seeds (all rows after stages 1-2, which run seed 0; the top rows once stage 3 has
 rerun them on seeds 1 and 2), the highest mean tuning-val AP leads; a row within TIE_AP
 of the leader whose step costs less (mean training seconds per step over its runs) wins
-instead. benchmarks/tuning_pick.py applies it.
+instead. `liafkd bench pick BENCH_DIR` applies it and writes BENCH_DIR/choice.json.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
 from liafkd.bench.results import load_results
+from liafkd.config import ConfigError
 
 TIE_AP = 0.3  # percent AP
+CHOICE_FILE = "choice.json"
 
 
 def candidates(folder: Path) -> list[dict]:
@@ -59,3 +62,32 @@ def stage3_rows(rows: list[dict], top: int = 3) -> list[str]:
     """The rows stage 3 reruns on more seeds: the best `top` on seed 0 (stages 1-2)."""
     on_seed_0 = [r for r in rows if 0 in r["ap_by_seed"]]
     return [r["row"] for r in sorted(on_seed_0, key=lambda r: -r["ap_by_seed"][0])[:top]]
+
+
+def write_choice(folder: Path, top: int = 3) -> dict:
+    """Apply the rule to the bench in `folder`; write and return its choice: every
+    candidate, the `top` rows on seed 0 (stage 3 reruns them) and the winner."""
+    rows = candidates(folder)
+    if not rows:
+        raise ConfigError(f"{folder}: no LIAF-KD runs yet (rows whose method is `liaf`)")
+    winner = pick(rows)
+    choice = {
+        "rule": f"highest mean tuning-val AP; a cheaper row within {TIE_AP} AP wins instead",
+        "candidates": rows,
+        "top": stage3_rows(rows, top),
+        "winner": {"row": winner["row"], "options": winner["options"]},
+    }
+    (Path(folder) / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
+    return choice
+
+
+def format_choice(choice: dict) -> str:
+    """The candidates as a table, the winner marked, then the top rows."""
+    lines = [f"{'row':<28}{'seeds':>8}{'mean AP':>9}{'s/step':>8}"]
+    for r in choice["candidates"]:
+        mark = "  <- winner" if r["row"] == choice["winner"]["row"] else ""
+        seeds = ",".join(map(str, r["seeds"]))
+        lines.append(f"{r['row']:<28}{seeds:>8}{r['mean_ap']:>9.2f}{r['s_per_step']:>8.3f}{mark}")
+    top = ", ".join(choice["top"])
+    lines.append(f"top {len(choice['top'])} on seed 0: {top}; winner: {choice['winner']['row']}")
+    return "\n".join(lines)

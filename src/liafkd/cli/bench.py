@@ -21,10 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"file or a preset name (configs/bench: {', '.join(preset_names())}). "
         "`liafkd bench report BENCH_DIR [--readme README.md]` rebuilds the reports from "
         "BENCH_DIR/results.jsonl alone and, with --readme, the README text between "
-        "<!-- bench:NAME:start --> and <!-- bench:NAME:end -->.",
+        "<!-- bench:NAME:start --> and <!-- bench:NAME:end -->. `liafkd bench pick "
+        "BENCH_DIR [--top N]` applies a tuning bench's selection rule (the best mean AP "
+        "among its LIAF-KD rows; a cheaper row within 0.3 AP wins) and writes "
+        "BENCH_DIR/choice.json. Superseded presets live in configs/bench/archive (run "
+        "them by path).",
     )
-    p.add_argument("target", metavar="BENCH_CONFIG|report", help="bench YAML, preset, or `report`")
-    p.add_argument("bench_dir", nargs="?", metavar="BENCH_DIR", help="with `report`: the folder")
+    p.add_argument(
+        "target", metavar="BENCH_CONFIG|report|pick", help="bench YAML, preset, `report` or `pick`"
+    )
+    p.add_argument(
+        "bench_dir", nargs="?", metavar="BENCH_DIR", help="with `report` or `pick`: the folder"
+    )
     p.add_argument("--out", help="output folder (default: the config's output_dir)")
     p.add_argument("--no-cost", action="store_true", help="skip the cost measurement")
     p.add_argument("--redo-cost", action="store_true", help="measure the cost again")
@@ -50,12 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--readme", type=Path, help="with `report`: README to update")
     p.add_argument("--name", help="with `report --readme`: marker name (default: the bench's)")
+    p.add_argument(
+        "--top", type=int, default=3, help="with `pick`: how many rows stage 3 reruns (3)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.target == "report":
         return report(args)
+    if args.target == "pick":
+        return pick(args)
     import torch
 
     from liafkd.bench.config import load_bench, resolve_bench_path
@@ -113,4 +126,16 @@ def report(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.readme}: README not found")
         name = update_readme(args.readme, folder, args.name)
         print(f"{args.readme}: bench:{name} section regenerated")
+    return 0
+
+
+def pick(args: argparse.Namespace) -> int:
+    from liafkd.bench.tuning import CHOICE_FILE, format_choice, write_choice
+    from liafkd.config import ConfigError
+
+    if not args.bench_dir:
+        raise ConfigError("liafkd bench pick: give the tuning bench's folder (BENCH_DIR)")
+    folder = Path(args.bench_dir)
+    print(format_choice(write_choice(folder, args.top)))
+    print(f"wrote {folder / CHOICE_FILE}")
     return 0

@@ -1,15 +1,16 @@
 """Where LD pulls a student: box quality and distance to the teacher at its positives.
 
-    python benchmarks/ld_diagnosis.py [--config configs/bench/cpu-bccd.yaml] [--batches 4]
+    python benchmarks/archive/ld_diagnosis.py [--config configs/bench/archive/cpu-bccd.yaml]
+        [--batches 4]
 
-Reads the finished `cpu-bccd` bench's checkpoints (run `liafkd bench cpu-bccd` first):
-the teacher and, for each seed, the students trained with `none`, `ld` and the LD
-ablation rows. On the first training batches (augmented as in training, loader seed 0;
-every model in eval mode) it takes the student's positive locations and reports, per
-student: the mean IoU of the student's and of the teacher's decoded boxes with the
-assigned ground truth, and the mean LD distance to the teacher (bin-mean KL summed over
-the 4 edges, times T^2) at temperature 10 and at temperature 1. Writes
-benchmarks/results/ld_diagnosis.json.
+Reads the finished `cpu-bccd` bench's checkpoints (run `liafkd bench
+configs/bench/archive/cpu-bccd.yaml` first): the teacher and, for each seed, the
+students trained with `none`, `ld` and the LD ablation rows. On the first training
+batches (augmented as in training, loader seed 0; every model in eval mode) it takes the
+student's positive locations and reports, per student: the mean IoU of the student's and
+of the teacher's decoded boxes with the assigned ground truth, and the mean LD distance
+to the teacher (bin-mean KL summed over the 4 edges, times T^2) at temperature 10 and at
+temperature 1. Writes benchmarks/results/ld_diagnosis.json.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from liafkd.engine.build import load_indices
 from liafkd.engine.guardrails import load_teacher
 from liafkd.models.box_coder import aligned_box_iou, decode_boxes
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ld_diagnosis.json"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "ld_diagnosis.json"
 ROWS = ("none", "ld", "ld-x0.1", "ld-T1")
 TEMPERATURES = (10.0, 1.0)
 
@@ -66,7 +67,7 @@ def positives_figures(student, teacher, batches: list) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/bench/cpu-bccd.yaml")
+    parser.add_argument("--config", default="configs/bench/archive/cpu-bccd.yaml")
     parser.add_argument("--batches", type=int, default=4)
     args = parser.parse_args()
     bench = load_bench(args.config)

@@ -10,7 +10,7 @@
 #   check/{results.json,summary.md,loss_curves.png,log.txt,cuda_tests.txt},
 #   bench_results.jsonl, bench_log.txt, suite.txt
 #
-#   bash benchmarks/gpu/run_on_gpu.sh OUT_DIR [CHECK_MINUTES] [BENCH_SECONDS]
+#   bash benchmarks/archive/run_on_gpu.sh OUT_DIR [CHECK_MINUTES] [BENCH_SECONDS]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:?usage: run_on_gpu.sh OUT_DIR [CHECK_MINUTES] [BENCH_SECONDS]}"
@@ -20,11 +20,11 @@ mkdir -p "$out/check"
 bash benchmarks/gpu_check.sh "$out/check" --budget-minutes "$check_minutes"
 export PYTHONPATH="/tmp/liafkd_site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-bench=cpu-synthetic-calibrated
-results=benchmarks/$bench/results.jsonl
+bench=configs/bench/archive/cpu-synthetic-calibrated.yaml
+results=benchmarks/archive/cpu-synthetic-calibrated/results.jsonl
 log="$out/bench_log.txt"
 run_bench() { OMP_NUM_THREADS=2 timeout "$bench_seconds" python3 -m liafkd.cli.main bench \
-  $bench --no-cost --threads 2 "$@" >>"$log" 2>&1; }
+  "$bench" --no-cost --threads 2 "$@" >>"$log" 2>&1; }
 run_bench --seeds 0 &
 first=$!
 until grep -qs '"kind": "teacher"' "$results" || ! kill -0 $first 2>/dev/null; do sleep 2; done

@@ -1,6 +1,6 @@
 """One table of a bench's validity rows across its diagnosis benches.
 
-    python benchmarks/validity_table.py [--readme README.md]
+    python benchmarks/archive/validity_table.py [--readme README.md]
 
 Reads the committed results of cpu-synthetic-v2 and its diagnoses (-4ep, -2ep, -small,
 -w12, -t8) and prints, per bench, `none`'s AP and each row of its `validity` list as ΔAP to `none`
@@ -20,15 +20,21 @@ from liafkd.bench.report import (
     fmt_delta,
     fmt_noise,
     fmt_summary,
-    load_results,
     markdown_table,
     replace_between_markers,
     validity_checks,
     validity_state,
 )
+from liafkd.bench.results import load_results
 from liafkd.bench.stats import summarize
 
-ROOT = Path(__file__).resolve().parent
+ARCHIVE = Path(__file__).resolve().parent  # the diagnosis variants; v2 itself is live
+
+
+def folder(name: str) -> Path:
+    return ARCHIVE / name if (ARCHIVE / name).is_dir() else ARCHIVE.parent / name
+
+
 V2_TEACHER = "R18 w16, 36 epochs"
 BENCHES = {  # bench: (teacher, student and what it trained on)
     "cpu-synthetic-v2": (V2_TEACHER, "R18 w8; 2,025 images, 8 epochs (2,032 steps)"),
@@ -42,13 +48,13 @@ BENCHES = {  # bench: (teacher, student and what it trained on)
 
 def table() -> Table:
     loaded = [
-        (name, what, load_results(ROOT / name))
+        (name, what, load_results(folder(name)))
         for name, what in BENCHES.items()
-        if (ROOT / name / "results.jsonl").is_file()
+        if (folder(name) / "results.jsonl").is_file()
     ]
     columns = loaded[0][2].bench.get("validity", []) if loaded else []
     headers = ["bench", "teacher", "student; trained on", "seeds", "none AP"]
-    headers += [f"Δ{m} (beyond noise?)" for m in columns] + ["validity"]
+    headers += [f"Δ{m} [95% CI] (beyond noise?)" for m in columns] + ["validity"]
     rows = []
     for name, what, results in loaded:
         dataset = results.datasets()[0]
@@ -70,7 +76,7 @@ def main() -> None:
     text = markdown_table(table())
     print(text)
     if args.readme:
-        source = "python benchmarks/validity_table.py --readme README.md"
+        source = "python benchmarks/archive/validity_table.py --readme README.md"
         readme = args.readme.read_text()
         args.readme.write_text(replace_between_markers(readme, "v2-validity", text, source))
         print(f"{args.readme}: v2-validity section regenerated")
