@@ -22,7 +22,7 @@ from liafkd.distill.liaf import LIAF
 from liafkd.distill.meta import helpfulness, image_halves, meta_target
 from liafkd.distill.probe import StudentProbe
 from liafkd.engine.checkpoint import load_checkpoint
-from liafkd.engine.guardrails import StepProbe, part_results, term_result
+from liafkd.engine.guardrails.step import StepProbe, part_results, term_result
 from liafkd.engine.runs import train_detector
 from liafkd.models.gfl import GFL
 

@@ -12,23 +12,19 @@ from liafkd.distill.adapters import Adapters
 from liafkd.distill.config import TeacherConfig
 from liafkd.engine.build import build_student, load_indices
 from liafkd.engine.checkpoint import load_checkpoint
-from liafkd.engine.guardrails import (
-    CheckResult,
-    GuardrailError,
+from liafkd.engine.guardrails import CheckResult, GuardrailError, format_table, load_teacher
+from liafkd.engine.guardrails.run import pretrained_result
+from liafkd.engine.guardrails.step import (
     StepProbe,
     TeacherState,
-    format_table,
-    load_teacher,
-    loss_term_summary,
     part_results,
-    pretrained_result,
-    sanity_result,
     step_health,
     step_results,
     teacher_frozen_result,
     term_result,
-    weights_result,
 )
+from liafkd.engine.guardrails.summary import loss_term_summary
+from liafkd.engine.guardrails.teacher import sanity_result, weights_result
 from liafkd.engine.runs import build_distill_module, distill_student, train_detector
 from liafkd.models.backbone import ResNetBackbone
 

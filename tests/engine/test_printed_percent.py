@@ -1,6 +1,7 @@
 """Every AP liafkd prints is in percent (the files keep pycocotools' fractions)."""
 
-from liafkd.engine.guardrails import sanity_result, side_by_side
+from liafkd.engine.guardrails.summary import side_by_side
+from liafkd.engine.guardrails.teacher import sanity_result
 from liafkd.engine.trainer import _print_epoch
 
 

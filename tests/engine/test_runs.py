@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 import yaml
 
-import liafkd.engine.guardrails
+import liafkd.engine.guardrails.teacher
 import liafkd.engine.runs
 from liafkd.config import load_config
 from liafkd.engine.build import build_student, load_indices
@@ -40,7 +40,7 @@ def test_a_distill_build_and_its_checks_read_the_teacher_config_once(
         return load_config(path, *args, **kwargs)
 
     monkeypatch.setattr(liafkd.engine.runs, "load_config", counting)
-    monkeypatch.setattr(liafkd.engine.guardrails, "load_config", counting)
+    monkeypatch.setattr(liafkd.engine.guardrails.teacher, "load_config", counting)
     module = build_distill_module(cfg, str(config), train_index.class_names)
     checks = collect_checks(cfg, str(config), module, train_index, val_index, torch.device("cpu"))
     assert not checks.failed
