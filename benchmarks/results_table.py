@@ -1,6 +1,7 @@
 """README tables from committed results files (never typed by hand).
 
     python benchmarks/results_table.py bccd|retinanet|demo|ld_diagnosis [--readme README.md]
+    python benchmarks/results_table.py standing --readme README.md   # the ranking benches
 
 Prints the markdown table of one results set; with --readme, replaces the text between
 `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` in the README.
@@ -108,14 +109,28 @@ def ld_diagnosis() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"bccd": bccd, "retinanet": retinanet, "demo": demo, "ld_diagnosis": ld_diagnosis}
+def standing(page_dir: Path) -> str:
+    """The ranking benches side by side (liafkd.bench.standing), links from `page_dir`."""
+    from liafkd.bench.standing import RANKING_BENCHES, standing_table
+
+    return standing_table([RESULTS.parent / name for name in RANKING_BENCHES], page_dir)
+
+
+TABLES = {
+    "bccd": bccd,
+    "retinanet": retinanet,
+    "demo": demo,
+    "ld_diagnosis": ld_diagnosis,
+    "standing": standing,
+}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(TABLES))
     parser.add_argument("--readme", type=Path)
     args = parser.parse_args()
-    body = TABLES[args.name]()
+    page_dir = args.readme.parent if args.readme else Path(".")
+    body = standing(page_dir) if args.name == "standing" else TABLES[args.name]()
     print(body)
     if args.readme:
         text = args.readme.read_text()

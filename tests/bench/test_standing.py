@@ -1,7 +1,8 @@
 import json
+import os
 
 from liafkd.bench.results import read_results
-from liafkd.bench.standing import liaf_standing
+from liafkd.bench.standing import DEFAULT_ROW, liaf_standing, standing_table
 
 
 def test_standing_reads_the_committed_rows(fake_bench):
@@ -22,3 +23,24 @@ def test_standing_without_a_liaf_row_says_so(fake_bench):
     assert text == (
         "The ranking bench fake (its validity check not decided yet) has no LIAF-KD row yet."
     )
+
+
+def test_standing_table_pairs_each_row_with_none(fake_bench, tmp_path):
+    """The fabricated default row - none per seed: 1.0, 1.5, 1.5, so +1.33 with the 95%
+    t-interval 1.33 ± 4.303 * 0.289 / sqrt(3) = [+0.62, +2.05]; rows not run are `-`."""
+    path = fake_bench / "results.jsonl"
+    records = [
+        {**r, "method": DEFAULT_ROW} if r.get("method") == "liaf" else r for r in read_results(path)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    lines = standing_table([fake_bench], tmp_path).splitlines()
+    assert lines[0] == "| method | fake AP | fake ΔAP vs none |"
+    assert lines[2] == "| `none` (the student alone) | 40.7 ± 0.8 |  |"
+    assert (
+        f"| `{DEFAULT_ROW}` (LIAF-KD, shipped default) | 42.0 ± 1.0 | +1.33 [+0.62, +2.05] |"
+        in lines
+    )
+    assert "| `fgd` | - | - |" in lines
+    assert f"| `{DEFAULT_ROW}` − `fgd` |  | - |" in lines
+    link = os.path.relpath(fake_bench / "report.md", tmp_path)
+    assert f"[fake]({link}): 3 seeds, no validity check." in lines[-1]

@@ -8,11 +8,12 @@ instead of a figure written into the code.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from liafkd.bench.report import fmt_delta, fmt_p, validity_checks, validity_state
 from liafkd.bench.results import RESULTS_FILE, load_results
-from liafkd.bench.stats import paired_delta
+from liafkd.bench.stats import paired_delta, summarize
 
 RANKING_BENCHES = ("cpu-synthetic-v2", "cpu-bccd-v2")
 # the shipped default (uniform instance weights, frozen on cpu-synthetic-v2-tune) is
@@ -63,3 +64,75 @@ def liaf_standing(folder: Path, row: str = DEFAULT_ROW) -> str:
         f"(`{row}`) measured, paired by seed (mean [95% confidence interval]): "
         f"{'; '.join(parts)}."
     )
+
+
+# the rows of the README's table, in order; the FGD family and the prediction-level
+# rivals beside LIAF-KD, then its learnt weightings
+TABLE_ROWS = (
+    "fgd", "aid", "crosskd", "fgd+crosskd", DEFAULT_ROW, "liaf+crosskd",
+    "fgd+inherit", "liaf+inherit", "liaf-joint", "liaf-meta",
+)  # fmt: skip
+# LIAF-KD against the control that differs from it only in the feature term
+CONTROLS = ((DEFAULT_ROW, "fgd"), ("liaf+crosskd", "fgd+crosskd"), ("liaf+inherit", "fgd+inherit"))
+
+
+def _ap_cell(values: dict[int, float | None]) -> str:
+    s = summarize(values.values())
+    if s is None:
+        return "-"
+    return f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
+
+
+def standing_table(folders: list[Path], page_dir: Path) -> str:
+    """One Markdown table over the ranking benches: per bench each row's AP (mean ± std
+    over seeds) and its difference to `none` paired by seed, then LIAF-KD against its
+    FGD controls; a row a bench did not run is `-`. Links resolve from `page_dir`."""
+    benches = [load_results(folder) for folder in folders]
+    header = ["method"]
+    for results in benches:
+        header += [f"{results.name} AP", f"{results.name} ΔAP vs none"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+
+    def row(label: str, cells: list[str]) -> None:
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+
+    none_cells = []
+    for results in benches:
+        dataset = results.datasets()[0]
+        none_cells += [_ap_cell(results.values(dataset, "none", "AP")), ""]
+    row("`none` (the student alone)", none_cells)
+    for method in TABLE_ROWS:
+        cells = []
+        for results in benches:
+            dataset = results.datasets()[0]
+            values = results.values(dataset, method, "AP")
+            d = paired_delta(values, results.values(dataset, "none", "AP"))
+            cells += [_ap_cell(values), fmt_delta(d)]
+        label = f"`{method}`" + (" (LIAF-KD, shipped default)" if method == DEFAULT_ROW else "")
+        row(label, cells)
+    for method, control in CONTROLS:
+        cells = []
+        for results in benches:
+            dataset = results.datasets()[0]
+            d = paired_delta(
+                results.values(dataset, method, "AP"), results.values(dataset, control, "AP")
+            )
+            cells += ["", fmt_delta(d)]
+        row(f"`{method}` − `{control}`", cells)
+    notes = []
+    for folder, results in zip(folders, benches, strict=True):
+        dataset = results.datasets()[0]
+        checks = validity_checks(results, dataset)
+        state = f"validity {validity_state(checks)}" if checks else "no validity check"
+        failed = [method for method, _, passed in checks if passed is False]
+        detail = f" ({', '.join(failed)} not above `none`)" if failed else ""
+        link = os.path.relpath(Path(folder) / "report.md", page_dir)
+        notes.append(f"[{results.name}]({link}): {results.seed_count} seeds, {state}{detail}")
+    lines += [
+        "",
+        "AP: COCO box AP in percent on the bench's validation images, mean ± std over "
+        "seeds. Δ: the difference paired by seed, mean and its 95% confidence interval. "
+        + "; ".join(notes)
+        + ".",
+    ]
+    return "\n".join(lines)
