@@ -1,8 +1,9 @@
-"""The README's "Distil on your own data", end to end: a tutorial-style dataset
-(images/ + annotations/ as VOC XML + train.csv / val.csv), the README's own teacher and
-student YAML files, and its commands run in order (doctor, train, distill, the student
-alone, eval, export, predict). The only change: the YAML files get tiny models, images
-and schedules merged in (a few steps each)."""
+"""docs/getting-started.md, "Distil a detector on your own data", end to end: a
+tutorial-style dataset (images/ + annotations/ as VOC XML + train.csv / val.csv), the
+page's own dataset, teacher and student YAML files, and its commands run in order (data
+check, train, doctor, distill with LIAF-KD, FGD and alone, eval, export, predict). The
+only change: the YAML files get tiny models, images and schedules merged in (a few steps
+each). The README repeats the page's blocks; a test holds them equal."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from PIL import Image
 
 from liafkd.cli.main import main
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "getting-started.md"
+README = ROOT / "README.md"
+MARKERS = ("cells.yaml", "teacher.yaml", "student.yaml", "commands")
 # merged into the README's files: sizes for a test
 TINY_MODEL = {"width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
 TINY_TEACHER = {
@@ -36,11 +40,16 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def readme_block(marker: str) -> str:
-    text = README.read_text()
+def own_data_block(marker: str, page: Path = PAGE) -> str:
+    text = page.read_text()
     found = re.search(rf"<!-- own-data:{re.escape(marker)} -->\n```\w*\n(.*?)```", text, re.S)
-    assert found, f"README lost its own-data:{marker} block"
+    assert found, f"{page.name} lost its own-data:{marker} block"
     return found.group(1)
+
+
+@pytest.mark.parametrize("marker", MARKERS)
+def test_the_readme_repeats_the_tested_walkthrough(marker):
+    assert own_data_block(marker, README) == own_data_block(marker)
 
 
 def cells_layout(root: Path, count: int = 8) -> None:
@@ -71,32 +80,33 @@ def cells_layout(root: Path, count: int = 8) -> None:
 
 
 @pytest.mark.slow
-def test_own_data_from_the_readme(tmp_path, monkeypatch, capsys):
+def test_own_data_walkthrough(tmp_path, monkeypatch, capsys):
     for module in ("onnx", "onnxruntime"):  # the commands end with export --format onnx
         pytest.importorskip(module, reason=f"{module} is in the `export` extra")
     cells_layout(tmp_path / "cells")
     (tmp_path / "my").mkdir()
+    (tmp_path / "my" / "cells.yaml").write_text(own_data_block("cells.yaml"))
     for name, tiny in (("teacher.yaml", TINY_TEACHER), ("student.yaml", TINY_STUDENT)):
-        raw = merge(yaml.safe_load(readme_block(name)), tiny)  # a 2-step teacher scores ~0
+        raw = merge(yaml.safe_load(own_data_block(name)), tiny)  # a 2-step teacher scores ~0
         (tmp_path / "my" / name).write_text(yaml.safe_dump(raw, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     commands = [
         shlex.split(line.split("#")[0])
-        for line in readme_block("commands").splitlines()
+        for line in own_data_block("commands").splitlines()
         if line.startswith("liafkd ")
     ]
     assert [c[1] for c in commands] == [
-        "doctor", "train", "distill", "distill", "eval", "export", "predict"
+        "data", "train", "doctor", "distill", "distill", "distill", "eval", "export", "predict"
     ]  # fmt: skip
     for argv in commands:
         code = main(argv[1:])
         assert code == 0, (argv, capsys.readouterr())
     out = capsys.readouterr().out
     assert "all checks passed" in out
-    for run in ("teacher", "student_crosskd", "student_none"):
+    for run in ("teacher", "student_liaf", "student_fgd", "student_none"):
         summary = json.loads((tmp_path / "runs" / "cells" / run / "summary.json").read_text())
         assert summary["final"]["AP"] is not None
-    student = tmp_path / "runs" / "cells" / "student_crosskd"
+    student = tmp_path / "runs" / "cells" / "student_liaf"
     assert (student / "eval" / "detections.json").is_file()
     assert (student / "final.onnx").is_file()
     predictions = json.loads((tmp_path / "preds.json").read_text())

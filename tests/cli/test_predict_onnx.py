@@ -1,6 +1,6 @@
 """`liafkd predict MODEL.onnx`: an exported student run by onnxruntime, decoded from the
-file's own metadata, gives the detections of its checkpoint; the README's plain
-onnxruntime snippet runs as written."""
+file's own metadata, gives the detections of its checkpoint; the plain onnxruntime
+snippet of docs/deploy.md runs as written and gives `predict`'s boxes, clipped alike."""
 
 import contextlib
 import io
@@ -18,15 +18,16 @@ from liafkd.config import AugmentConfig, ModelConfig
 from liafkd.engine.build import build_student
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the `export` extra")
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOY_PAGE = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 CLASSES = ["cell", "dot"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A tiny random GFL checkpoint (its preprocessing recorded), two images (one of the
-    model's input size, one of another shape) and its two ONNX exports, their .json
-    descriptions deleted: only the metadata inside the files remains."""
+    """A tiny random GFL checkpoint (its preprocessing recorded), three images (one of
+    the model's input size, two of other shapes, c.png padded after resizing) and its two
+    ONNX exports, their .json descriptions deleted: only the metadata inside the files
+    remains."""
     root = tmp_path_factory.mktemp("onnx_predict")
     cfg = ModelConfig(type="gfl", depth=18, width=8, fpn_channels=16, head_convs=1)
     cfg = cfg.model_copy(update={"head_channels": 16})
@@ -38,7 +39,7 @@ def setup(tmp_path_factory):
     }
     ckpt = root / "final.pt"
     torch.save({"model": build_student(cfg, len(CLASSES)).state_dict(), "meta": meta}, ckpt)
-    for name, (h, w) in {"a.png": (96, 160), "b.png": (120, 90)}.items():
+    for name, (h, w) in {"a.png": (96, 160), "b.png": (120, 90), "c.png": (70, 100)}.items():
         y, x = np.mgrid[0:h, 0:w]
         img = np.stack([x * 255 / w, y * 255 / h, np.full_like(x, 128.0)], -1)
         img[h // 4 : h // 2, w // 4 : w // 2] = [250, 30, 30]
@@ -95,26 +96,33 @@ def test_a_file_that_is_no_onnx_model_is_named_as_such(tmp_path, capsys):
     assert "onnxruntime cannot load it" in err and "pickle" not in err
 
 
-def test_readme_snippet_runs_as_written(setup, monkeypatch):
+def test_deploy_snippet_runs_as_written(setup, monkeypatch):
     root, ckpt, models = setup
     code = re.search(
-        r"<!-- onnx-snippet:start -->\n```python\n(.*?)```", README.read_text(), re.S
+        r"<!-- onnx-snippet:start -->\n```python\n(.*?)```", DEPLOY_PAGE.read_text(), re.S
     ).group(1)
     work = root / "snippet"
     work.mkdir(exist_ok=True)
     (work / "final.onnx").write_bytes(models["inside"].read_bytes())
-    Image.open(root / "a.png").save(work / "photo.jpg", format="PNG")  # lossless content
+    # c.png resizes to 96 x 137, padded to 96 x 160: boxes reaching into the padding
+    # end outside the photo unless clipped
+    Image.open(root / "c.png").save(work / "photo.jpg", format="PNG")  # lossless content
     monkeypatch.chdir(work)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README snippet", "exec"), {})
+        exec(compile(code, "deploy.md snippet", "exec"), {})
     lines = printed.getvalue().splitlines()
-    reference = [d for d in predictions(root, ckpt, "pt.json", "--score-thr", "0.001")]
-    reference = [d for d in reference if d["image_id"] == 1]  # a.png
-    assert len(lines) == len(reference)
-    first = reference[0]
-    x, y, w, h = first["bbox"]
-    name, score, *box = lines[0].replace("[", " ").replace("]", " ").split()
-    assert name == CLASSES[first["category_id"] - 1]
-    assert float(score) == pytest.approx(first["score"], abs=1e-3)
-    assert [float(v) for v in box] == pytest.approx([x, y, x + w, y + h], abs=0.06)
+    argv = ["predict", str(models["inside"]), str(root / "c.png")]  # the same graph
+    assert main([*argv, "--out", str(root / "c.json")]) == 0
+    reference = json.loads((root / "c.json").read_text())
+    assert len(lines) == len(reference) > 0
+    width, height = Image.open(root / "c.png").size
+    assert any(d["bbox"][0] + d["bbox"][2] > width - 0.5 for d in reference)  # clipping matters
+    for line, det in zip(lines, reference, strict=True):  # every box, clipped as predict's
+        x, y, w, h = det["bbox"]
+        name, score, *box = line.replace("[", " ").replace("]", " ").split()
+        assert name == CLASSES[det["category_id"] - 1]
+        assert float(score) == pytest.approx(det["score"], abs=1e-3)
+        assert [float(v) for v in box] == pytest.approx([x, y, x + w, y + h], abs=0.06)
+        x1, y1, x2, y2 = (float(v) for v in box)
+        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
