@@ -92,7 +92,9 @@ def load_instance_dumps(run_dir: str | Path) -> dict[int, list[Row]]:
     if not paths:
         raise ValueError(
             f"{folder}: no epoch_E.jsonl instance dumps; they come from `liafkd distill` "
-            "runs with an instance-weighting method (liaf, liaf+ld, aid)"
+            "runs that weight instances: aid, aid-instance, or liaf / liaf+ld / liaf+crosskd "
+            "with distill.liaf.selector.lam above 0 (at lam 0, the default, every weight "
+            "is 1 and nothing is dumped)"
         )
     return {int(path.stem.split("_")[1]): _read_rows(path) for path in paths}
 

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "viz",
         help="plot a LIAF-KD (or AID) run's instance weights; TensorBoard export",
         description="Reads RUN_DIR/instances/epoch_E.jsonl (written by `liafkd distill` with "
-        "liaf, liaf+ld or aid) and writes PNGs to RUN_DIR/viz: weight_distribution.png "
+        "aid, or liaf, liaf+ld or liaf+crosskd at selector.lam > 0) and writes PNGs to "
+        "RUN_DIR/viz: weight_distribution.png "
         "(weights over epochs), weight_vs_instance_epoch_E.png (weight against instance "
         "size, occlusion level and the student's instance loss) and, with --config, "
         "gt_weights.png (training images with GT boxes coloured by weight at the chosen "
