@@ -169,11 +169,10 @@ def is_run_own_file(path: Path) -> bool:
     tmp = TMP_FILE.fullmatch(name)
     if tmp:
         name = tmp.group(1)
-    for sub, pattern in RUN_OWN_FILES.items():
-        parent_name = path.parent.name if sub else None
-        if (sub == "" or parent_name == sub) and pattern.fullmatch(name):
-            return True
-    return False
+    return any(
+        (not sub or path.parent.name == sub) and pattern.fullmatch(name)
+        for sub, pattern in RUN_OWN_FILES.items()
+    )
 
 
 def run_folder_of(path: Path) -> Path | None:

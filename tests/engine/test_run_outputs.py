@@ -131,5 +131,8 @@ def test_an_input_of_the_run_is_never_one_of_its_files(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(RunDirError, match="cannot create output_dir"):
         prepare(tmp_path / "afile", None, False, [])
-    ok = prepare(tmp_path / "new", None, False, [Input(teacher, "teacher checkpoint")])
-    release_lock(ok)
+    kept = tmp_path / "new" / "teachers" / "final.pt"  # in the folder, not a run file
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"another teacher")
+    release_lock(prepare(tmp_path / "new", None, False, [Input(kept, "teacher checkpoint")]))
+    assert kept.read_bytes() == b"another teacher"

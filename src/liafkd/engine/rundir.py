@@ -117,6 +117,26 @@ def lock_holder_alive(holder: dict) -> bool | None:
     return started is None or _process_start(pid) in (None, started)
 
 
+def read_lock(path: Path) -> dict | str:
+    """The lock's holder {pid, host, ...}, or what the file is when it is not a liafkd
+    lock (empty, perhaps from a run killed while taking it; not JSON; other JSON)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if not data.strip():
+        return "empty (perhaps a run was killed while taking it)"
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        shown = data[:40].decode("utf-8", "backslashreplace")
+        return f"not JSON (it starts {shown!r})"
+    pid, host = (holder.get(k) for k in ("pid", "host")) if isinstance(holder, dict) else (0, 0)
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and isinstance(host, str)):
+        return f"JSON without an integer pid and a host ({json.dumps(holder)[:60]})"
+    return holder
+
+
 def _describe(holder: dict) -> str:
     since = holder.get("since")
     when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if since else ""
@@ -136,10 +156,13 @@ def acquire_lock(folder: Path) -> Path:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
+            holder = read_lock(path)
+            if isinstance(holder, str):
+                raise RunDirError(
+                    f"{folder}: its lock file {path} is {holder}, not a lock liafkd wrote "
+                    "(one holds the pid and host of the run writing here); if no liafkd "
+                    f"run is writing into {folder}, delete {path} and start again"
+                ) from None
             alive = lock_holder_alive(holder)
             if alive is None:
                 raise RunDirError(
@@ -193,10 +216,14 @@ def check_inputs_outside_run(folder: Path, inputs: list[Input]) -> None:
         check_outputs([Output(folder, "output_dir", folder=True)], inputs, own_run=folder)
     except OutputPathError as e:  # a RunDirError reaches every rank under torchrun
         raise RunDirError(str(e)) from None
+    base = Path(os.path.realpath(folder))
     for inp in inputs:
         real = Path(os.path.realpath(inp.path))
-        base = Path(os.path.realpath(folder))
-        if base in real.parents and is_run_own_file(real):
+        if base not in real.parents:
+            continue
+        rel = real.relative_to(base)
+        in_layout = len(rel.parts) == 1 or (len(rel.parts) == 2 and rel.parts[0] in RUN_OWN_FILES)
+        if in_layout and is_run_own_file(real):
             raise RunDirError(
                 f"{inp.path}: the {inp.what} is one of the run files of output_dir {folder}, "
                 "which this run writes (and --overwrite deletes); copy it elsewhere or train "
