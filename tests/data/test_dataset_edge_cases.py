@@ -113,7 +113,8 @@ def test_eval_results_in_the_annotation_files_ids_are_not_scored_zero_silently(t
     base = ["eval", "--dataset", str(config), "--results", str(results), "--json", str(out)]
     assert main(base) == 2  # ids 1, 2 fit both conventions, which differ here
     err = capsys.readouterr().err
-    assert "annotation id 1 is b, class order 1 is a" in err and "--category-ids" in err
+    assert "category_id 1, used 1 time(s) in the results, is b by the annotation file, a by" in err
+    assert "--category-ids" in err
     assert main([*base, "--category-ids", "dataset"]) == 0
     assert json.loads(out.read_text())["AP"] == pytest.approx(1.0)
     assert main([*base, "--category-ids", "order"]) == 0  # as asked: the classes swapped

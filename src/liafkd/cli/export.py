@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config",
         metavar="CONFIG",
         help="the run's experiment YAML, for the preprocessing written to OUT.json "
-        "(data.augment: image size, mean, std); defaults otherwise",
+        "(data.augment: image size, mean, std); refused when its model or classes are not "
+        "the checkpoint's; defaults otherwise",
     )
     p.add_argument(
         "--score-thr",
@@ -59,7 +60,17 @@ def preprocessing(config: str | None, meta: dict) -> AugmentConfig:
     from liafkd.config import AugmentConfig, load_config
 
     if config:
-        return load_config(config).data.augment
+        cfg = load_config(config)
+        refuse_other_model(config, cfg.model.model_dump(), cfg.data.train.classes, meta)
+        recorded = meta.get("augment")
+        if recorded is not None and AugmentConfig(**recorded) != cfg.data.augment:
+            print(
+                f"note: --config {config} gives another preprocessing than the checkpoint "
+                f"records ({_describe_augment(cfg.data.augment)} instead of "
+                f"{_describe_augment(AugmentConfig(**recorded))}); using the config's",
+                file=sys.stderr,
+            )
+        return cfg.data.augment
     if meta.get("augment") is not None:
         return AugmentConfig(**meta["augment"])
     aug = AugmentConfig()
@@ -70,6 +81,49 @@ def preprocessing(config: str | None, meta: dict) -> AugmentConfig:
         "used others"
     )
     return aug
+
+
+# the ModelConfig keys that shape the network: a config that differs in one of them
+# belongs to another run
+ARCHITECTURE_KEYS = (
+    "type",
+    "depth",
+    "width",
+    "fpn_channels",
+    "head_convs",
+    "head_channels",
+    "reg_max",
+    "strides",
+    "norm",
+)
+
+
+def refuse_other_model(config: str, model: dict, classes: list[str] | None, meta: dict) -> None:
+    """ConfigError when `config` describes another model or other classes than the
+    checkpoint's `meta` records: its preprocessing would be another run's."""
+    from liafkd.config import ConfigError, ModelConfig
+
+    differences = []
+    if meta.get("model_cfg"):
+        recorded = ModelConfig(**meta["model_cfg"]).model_dump()
+        differences = [
+            f"model.{key}: config {model[key]}, checkpoint {recorded[key]}"
+            for key in ARCHITECTURE_KEYS
+            if model[key] != recorded[key]
+        ]
+    recorded_classes = meta.get("class_names")
+    if classes and recorded_classes is not None and list(classes) != list(recorded_classes):
+        differences.append(f"classes: config {classes}, checkpoint {list(recorded_classes)}")
+    if differences:
+        raise ConfigError(
+            f"--config {config} is not the config of this checkpoint's run "
+            f"({'; '.join(differences)}): pass that run's config, or no --config (the "
+            "checkpoint records its preprocessing)"
+        )
+
+
+def _describe_augment(aug: AugmentConfig) -> str:
+    return f"image size {list(aug.image_size)}, mean {list(aug.mean)}, std {list(aug.std)}"
 
 
 def checkpoint_meta(checkpoint: str) -> dict:

@@ -5,6 +5,8 @@
   displayed size (width and height swapped for orientations 5-8).
 - 16-bit grayscale (PNG mode I;16 and friends, or I) is scaled to 8 bits by its full
   range (value / 257), not clipped to white as `convert("RGB")` would do.
+- Floating-point pixels (TIFF mode F) are refused, naming the file: their range is
+  unknown, and converted they would mostly decode black.
 - Every pixel is decoded, so a truncated file fails here, naming the file.
 Only PIL and numpy: the data readers and `liafkd data check` import this without torch.
 """
@@ -20,6 +22,7 @@ EXIF_ORIENTATION = 0x0112
 # orientations that rotate by 90 degrees: the displayed width is the stored height
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+FLOAT_MODES = frozenset({"F", "F;16F", "F;32F", "F;32BF"})
 READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
@@ -42,10 +45,22 @@ def displayed_size(img: Image.Image) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def refuse_float_pixels(img: Image.Image) -> None:
+    """Floating-point pixels (TIFF mode F) have no agreed range (0-1? 0-255? metres?):
+    converted to 8 bits they would mostly come out black, so they are refused
+    (ValueError; the callers name the file)."""
+    if img.mode in FLOAT_MODES:
+        raise ValueError(
+            f"floating-point pixels (mode {img.mode}), whose range liafkd cannot know: "
+            "save it as an 8- or 16-bit image (e.g. scaled to 0-255)"
+        )
+
+
 def header_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as displayed, without decoding the pixels; ImageReadError."""
     try:
         with Image.open(path) as img:
+            refuse_float_pixels(img)
             return displayed_size(img)
     except READ_ERRORS as e:
         raise ImageReadError(f"{path}: cannot read image header: {e}") from None
@@ -64,6 +79,7 @@ def read_rgb(path: str | Path) -> Image.Image:
     """The fully decoded image as displayed (EXIF applied), 8-bit RGB; ImageReadError."""
     try:
         with Image.open(path) as img:
+            refuse_float_pixels(img)
             img.load()
             oriented = ImageOps.exif_transpose(img) or img
             return to_8bit(oriented).convert("RGB")

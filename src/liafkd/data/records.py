@@ -15,9 +15,10 @@ import numpy as np
 class Problem:
     """One thing wrong with a dataset, named precisely enough to fix it.
 
-    kind: a short stable tag, e.g. "zero_area_box", "box_outside_image",
-    "unknown_class", "malformed_line", "missing_image", "unreadable_image",
-    "invalid_xml", "invalid_json", "no_objects", "size_mismatch".
+    kind: a short stable tag, e.g. "zero_area_box", "reversed_box",
+    "box_outside_image", "unknown_class", "malformed_line", "unusable_labels",
+    "missing_image", "ambiguous_image", "unreadable_image", "invalid_xml",
+    "invalid_json", "no_objects", "size_mismatch".
     location: the file, with ":LINE" or "#object N" where one applies.
     dropped: True when the offending box (or image) was removed under the
     default `drop` policy; False for problems that are only reported.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for bad files
+        kind = describe_non_checkpoint(path)
+        if kind is not None:
+            raise CheckpointError(f"{path}: {kind}") from None
         text = str(e)
         if "Weights only load failed" in text or "Unsupported global" in text:
             raise CheckpointError(
@@ -48,6 +52,71 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {text[:200]}).{hint}"
         ) from None
+
+
+# leading bytes of files people pass by mistake, and what they are
+MAGIC_BYTES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x93NUMPY", "a NumPy array file (.npy)"),
+    (b"\x89HDF", "an HDF5 file"),
+)
+TORCHSCRIPT = (
+    "a TorchScript archive, not a liafkd checkpoint (use the final.pt or best.pt of a "
+    "liafkd run; a TorchScript model written by `liafkd export` runs with torch.jit.load)"
+)
+
+
+def describe_non_checkpoint(path: Path) -> str | None:
+    """What the file is when it cannot be a torch.save checkpoint (a zip holding
+    data.pkl, or a pickle), for a message better than torch's; None when it may be one
+    (then it is corrupt, or pickles code)."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "not a PyTorch checkpoint: an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return _describe_zip(path)
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return None  # a pickle: torch's legacy format
+    kind = next((what for magic, what in MAGIC_BYTES if head.startswith(magic)), None)
+    if kind is None and path.suffix.lower() == ".onnx":
+        kind = "an ONNX model (`liafkd predict` takes it; this command needs a .pt checkpoint)"
+    if kind is None:
+        kind = _describe_text(head) or f"data of no known kind (first bytes: {head[:8].hex(' ')})"
+    return f"not a PyTorch checkpoint: looks like {kind}"
+
+
+def _describe_zip(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None  # a torch archive cut short: reported as truncated
+    if any("/code/" in name or name.endswith("/constants.pkl") for name in names):
+        return TORCHSCRIPT
+    if any(name.endswith("data.pkl") for name in names):
+        return None
+    return "not a PyTorch checkpoint: looks like a ZIP archive of other files"
+
+
+def _describe_text(head: bytes) -> str | None:
+    """'a text file (it starts ...)' when `head` reads as UTF-8 text."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # binary, or a character cut at the 512th byte
+        if e.start < len(head) - 3:
+            return None
+        text = head[: e.start].decode("utf-8")
+    if not all(c.isprintable() or c in "\t\r\n" for c in text):
+        return None
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file (it starts {first!r})"
 
 
 def checkpoint_order(path: Path) -> tuple[int, float] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def check_detections(
             isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(is_finite_number, bbox))
         ):
             raise ValueError(f"{where}: `bbox` must be 4 finite numbers [x, y, w, h]")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise ValueError(
+                f"{where}: `bbox` {list(bbox)} has a negative width or height "
+                "(COCO boxes are [x, y, width, height], not corners)"
+            )
         if not is_finite_number(det.get("score")):
             raise ValueError(f"{where}: `score` must be a finite number")
         image_id, category_id = det.get("image_id"), det.get("category_id")
@@ -142,20 +148,23 @@ def to_class_order(
     order = {i + 1: name for i, name in enumerate(class_names)}
     by_name = {name: i + 1 for i, name in enumerate(class_names)}
     dataset = {cid: name for cid, name in dataset_ids.items() if name in by_name}
-    ids = {d.get("category_id") for d in detections if isinstance(d, dict)}
+    used = Counter(d.get("category_id") for d in detections if isinstance(d, dict))
+    ids = set(used)
     if mode == "auto":
         if not dataset or all(by_name[name] == cid for cid, name in dataset.items()):
             return detections, "order"  # the same ids either way
         fits_order, fits_dataset = ids <= set(order), ids <= set(dataset)
         if fits_order and fits_dataset:
-            differ = next(
-                f"annotation id {cid} is {name}, class order {cid} is {order.get(cid)}"
-                for cid, name in sorted(dataset.items())
-                if order.get(cid) != name
-            )
+            # only the ids the results use matter: cite one of those
+            differ = [cid for cid in sorted(ids) if order[cid] != dataset[cid]]
+            if not differ:
+                return detections, "order"  # these ids name the same classes either way
+            cid = differ[0]
             raise ValueError(
                 "the category ids fit both the annotation file's ids and liafkd's class "
-                f"order, which differ ({differ}); say which with --category-ids dataset|order"
+                f"order, which differ (category_id {cid}, used {used[cid]} time(s) in the "
+                f"results, is {dataset[cid]} by the annotation file, {order[cid]} by class "
+                "order); say which with --category-ids dataset|order"
             )
         mode = "dataset" if fits_dataset else "order"
     if mode == "order":

@@ -17,6 +17,7 @@ from typing import Any
 from liafkd.config import DatasetConfig
 from liafkd.data.formats.common import (
     ATTR_DTYPES,
+    TEXT_ENCODING,
     RawImage,
     RawObject,
     assemble_index,
@@ -42,7 +43,7 @@ def _invalid(problems: list[Problem], location: str, message: str) -> None:
 
 def _load_json(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding=TEXT_ENCODING))
     except json.JSONDecodeError as e:
         _invalid(problems, f"{path}:{e.lineno}", f"cannot parse JSON: {e.msg} (column {e.colno})")
         return None

@@ -44,6 +44,9 @@ DONT_CARE_LABEL = -1
 # Coordinates this far past the border are rounding (e.g. normalised YOLO values),
 # clipped without a report.
 OUTSIDE_TOLERANCE_PX = 0.5
+# Text files (labels, split lists, CSV, JSON) are UTF-8; a byte-order mark that
+# Windows tools write is skipped rather than read as part of the first name.
+TEXT_ENCODING = "utf-8-sig"
 # Problem kinds that describe the data without anything wrong with a box or image.
 REPORT_ONLY_KINDS = frozenset({"no_objects"})
 
@@ -71,13 +74,30 @@ class RawImage:
     image_id: int | None = None  # the format's own id (COCO); else from the stems
 
 
-def find_image(folder: Path, stem: str) -> Path | None:
-    """The image `folder/stem.<ext>` for the first known extension that exists."""
+def find_images(folder: Path, stem: str) -> list[Path]:
+    """Every image `folder/stem.<ext>` with a known extension (lower or upper case), one
+    path per file (a case-insensitive file system finds x.jpg and x.JPG as one file)."""
+    found: dict[tuple[int, int], Path] = {}
     for ext in IMAGE_EXTENSIONS:
         for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
             if candidate.is_file():
-                return candidate
-    return None
+                info = candidate.stat()
+                found.setdefault((info.st_dev, info.st_ino), candidate)
+    return list(found.values())
+
+
+def one_image(
+    candidates: list[Path], stem: str, location: str, problems: list[Problem]
+) -> tuple[bool, Path | None]:
+    """(usable, the image): several images for one stem (x.jpg and x.png) are refused
+    the same way by every reader (ambiguous_image, dropped): which one the labels
+    describe is a guess. (True, None) when there is none: the caller reports it."""
+    if len(candidates) <= 1:
+        return True, candidates[0] if candidates else None
+    names = ", ".join(sorted(str(path) for path in candidates))
+    message = f"several images for {stem}: {names}; rename or remove all but one"
+    problems.append(Problem("ambiguous_image", location, message, dropped=True))
+    return False, None
 
 
 def probe_image(
@@ -141,10 +161,26 @@ def parse_finite(text: str) -> float:
 def read_text_lines(path: Path, problems: list[Problem]) -> list[str] | None:
     """The file's lines, or None with a problem when it cannot be read as text."""
     try:
-        return path.read_text().splitlines()
+        return path.read_text(encoding=TEXT_ENCODING).splitlines()
     except (OSError, UnicodeDecodeError) as e:
         problems.append(Problem("malformed_line", str(path), f"cannot read: {e}", dropped=True))
         return None
+
+
+def unusable_label_file(
+    label_path: Path, malformed: int, objects: list[RawObject], problems: list[Problem]
+) -> bool:
+    """True (reported) when a label file has lines and every one is malformed: the
+    image is dropped, as every reader does, since kept its objects would train as
+    background."""
+    if not malformed or objects:
+        return False
+    message = (
+        f"every label line ({malformed}) is malformed: image dropped (kept, its "
+        "objects would train as background)"
+    )
+    problems.append(Problem("unusable_labels", str(label_path), message, dropped=True))
+    return True
 
 
 def read_split_stems(split_file: Path, exists: Callable[[str], bool] | None = None) -> list[str]:
@@ -154,7 +190,7 @@ def read_split_stems(split_file: Path, exists: Callable[[str], bool] | None = No
     `exists` holds is taken, else the whole line (so a missing file is reported under
     its full name, not a piece of it)."""
     stems = []
-    for line in split_file.read_text().splitlines():
+    for line in split_file.read_text(encoding=TEXT_ENCODING).splitlines():
         text = line.strip()
         fields = text.split()
         if not fields:
@@ -231,11 +267,17 @@ def check_box(
 ) -> tuple[float, float, float, float] | None:
     """The box clipped to the image, or None when nothing usable is left.
 
-    A box reaching past the border by more than OUTSIDE_TOLERANCE_PX is reported
+    A box whose corners are reversed (x2 < x1 or y2 < y1) is dropped (reversed_box);
+    one reaching past the border by more than OUTSIDE_TOLERANCE_PX is reported
     (box_outside_image); one with a side below `min_box_size` is dropped
     (zero_area_box, or box_outside_image when clipping emptied it).
     """
     x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        side = "x2 < x1" if x2 < x1 else "y2 < y1"
+        message = f"box {_fmt_box(box)} has {side}: its corners are reversed"
+        problems.append(Problem("reversed_box", location, message, dropped=True))
+        return None
     tol = OUTSIDE_TOLERANCE_PX
     outside = x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol
     clipped = (

@@ -18,13 +18,15 @@ from pathlib import Path
 
 from liafkd.config import DatasetConfig
 from liafkd.data.formats.common import (
+    TEXT_ENCODING,
     DatasetError,
     RawImage,
     RawObject,
     assemble_index,
-    find_image,
+    find_images,
     image_size,
     mapped_names,
+    one_image,
     parse_finite,
     probe_image,
     resolve_under_root,
@@ -85,7 +87,7 @@ def read_csv_boxes(cfg: DatasetConfig) -> DatasetIndex:
     image_dir = resolve_under_root(cfg, cfg.images_dir) if cfg.images_dir else Path(cfg.root)
     require_folder(cfg, image_dir, "image", tree, KEYS)
     problems: list[Problem] = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding=TEXT_ENCODING) as handle:
         rows = list(csv.reader(handle))
     if not rows:
         return assemble_index([], cfg.classes or [], cfg, [], problems)
@@ -120,8 +122,12 @@ def read_csv_boxes(cfg: DatasetConfig) -> DatasetIndex:
             continue
         location = f"{path}:{line}"
         image_path = image_dir / name
-        if not image_path.is_file():
-            image_path = find_image(image_dir, Path(name).stem) or image_path
+        if not image_path.is_file():  # the CSV's name without its extension, or another
+            candidates = find_images(image_dir, Path(name).stem)
+            usable, found = one_image(candidates, Path(name).stem, location, problems)
+            if not usable:
+                continue
+            image_path = found or image_path
         header = probe_image(image_path, location, problems, str(image_dir / name))
         if header is None:
             continue

@@ -21,15 +21,18 @@ import numpy as np
 
 from liafkd.config import DatasetConfig
 from liafkd.data.formats.common import (
+    TEXT_ENCODING,
     RawImage,
     RawObject,
     assemble_index,
-    find_image,
+    find_images,
+    one_image,
     parse_finite,
     probe_image,
     read_split_stems,
     read_text_lines,
     resolve_under_root,
+    unusable_label_file,
 )
 from liafkd.data.formats.layout import SPLIT_KEYS, layout_error, require_folder, select_stems
 from liafkd.data.records import DatasetIndex, Problem
@@ -113,7 +116,9 @@ def parse_kitti_label_file(path: str | Path) -> KittiObjects:
     first malformed line, or when only some lines carry a score."""
     path = Path(path)
     lines: list[KittiLine] = []
-    for line_number, text in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, text in enumerate(
+        path.read_text(encoding=TEXT_ENCODING).splitlines(), start=1
+    ):
         if not text.strip():
             continue
         try:
@@ -144,12 +149,7 @@ def _read_objects(label_path: Path, problems: list[Problem]) -> list[RawObject] 
         x1, y1, x2, y2 = line.values[3:7]
         attrs = {"truncated": line.values[0], "occluded": line.values[1], "alpha": line.values[2]}
         objects.append(RawObject(line.type_name, (x1, y1, x2, y2), location, attrs))
-    if malformed and not objects:
-        message = (
-            f"every label line ({malformed}) is malformed: image dropped (kept, its "
-            "objects would train as background)"
-        )
-        problems.append(Problem("unusable_labels", str(label_path), message, dropped=True))
+    if unusable_label_file(label_path, malformed, objects, problems):
         return None
     return objects
 
@@ -208,7 +208,11 @@ def read_kitti(cfg: DatasetConfig) -> DatasetIndex:
                 Problem("missing_label", str(label_path), "label file not found", dropped=True)
             )
             continue
-        image_path = find_image(image_dir, stem)
+        usable, image_path = one_image(
+            find_images(image_dir, stem), stem, str(label_path), problems
+        )
+        if not usable:
+            continue
         size = probe_image(image_path, str(label_path), problems, f"{image_dir}/{stem}.png")
         if size is None:
             continue

@@ -23,6 +23,7 @@ from pathlib import Path
 from liafkd.config import DatasetConfig, SplitRatio
 from liafkd.data.formats.common import (
     IMAGE_EXTENSIONS,
+    TEXT_ENCODING,
     DatasetError,
     read_split_stems,
     resolve_under_root,
@@ -69,7 +70,7 @@ def read_split_list(path: Path) -> list[str]:
     if path.suffix.lower() != ".csv":
         names = (_name_stem(name) for name in read_split_stems(path))
         return list(dict.fromkeys(name for name in names if name))
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding=TEXT_ENCODING) as handle:
         rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     if not rows:
         return []

@@ -14,9 +14,10 @@ from liafkd.data.formats.common import (
     RawImage,
     RawObject,
     assemble_index,
-    find_image,
+    find_images,
     image_size,
     mapped_names,
+    one_image,
     parse_finite,
     probe_image,
     read_split_stems,
@@ -98,12 +99,13 @@ def _declared_size(root_element: ET.Element) -> tuple[int, int] | None:
     return (width, height) if width > 0 and height > 0 else None
 
 
-def _image_path(image_dir: Path, stem: str, root_element: ET.Element) -> Path | None:
-    found = find_image(image_dir, stem)
-    if found is None:
+def _image_candidates(image_dir: Path, stem: str, root_element: ET.Element) -> list[Path]:
+    """The images named after the annotation's stem, else the one its <filename> names."""
+    found = find_images(image_dir, stem)
+    if not found:
         filename = root_element.findtext("filename")
         if filename and (image_dir / filename.strip()).is_file():
-            found = image_dir / filename.strip()
+            found = [image_dir / filename.strip()]
     return found
 
 
@@ -118,7 +120,10 @@ def _read_annotation(xml_path: Path, image_dir: Path, problems: list[Problem]) -
         )
         return None
     stem = xml_path.stem
-    image_path = _image_path(image_dir, stem, root_element)
+    candidates = _image_candidates(image_dir, stem, root_element)
+    usable, image_path = one_image(candidates, stem, location, problems)
+    if not usable:
+        return None
     header_size = probe_image(image_path, location, problems, f"{image_dir}/{stem}.*")
     if header_size is None:
         return None

@@ -22,10 +22,12 @@ from liafkd.data.formats.common import (
     RawObject,
     assemble_index,
     mapped_names,
+    one_image,
     parse_finite,
     probe_image,
     read_text_lines,
     resolve_under_root,
+    unusable_label_file,
 )
 from liafkd.data.formats.layout import SPLIT_KEYS, is_split_list, require_folder, select_stems
 from liafkd.data.records import DatasetIndex, Problem
@@ -78,8 +80,10 @@ def _parse_line(
 
 def _read_labels(
     label_path: Path, width: int, height: int, id_to_name: dict[int, str], problems: list[Problem]
-) -> list[RawObject]:
+) -> list[RawObject] | None:
+    """The file's objects; None (the image dropped, reported) when every line is bad."""
     objects: list[RawObject] = []
+    malformed = 0
     for line_number, text in enumerate(read_text_lines(label_path, problems) or [], start=1):
         if not text.strip():
             continue
@@ -88,8 +92,11 @@ def _read_labels(
             name, box = _parse_line(text, width, height, id_to_name)
         except ValueError as e:
             problems.append(Problem("malformed_line", location, str(e), dropped=True))
+            malformed += 1
             continue
         objects.append(RawObject(name, box, location))
+    if unusable_label_file(label_path, malformed, objects, problems):
+        return None
     return objects
 
 
@@ -126,21 +133,27 @@ def read_yolo(cfg: DatasetConfig) -> DatasetIndex:
     all_images = sorted(
         p for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
-    by_stem = {p.stem: p for p in all_images}
+    by_stem: dict[str, list[Path]] = {}
+    for path in all_images:
+        by_stem.setdefault(path.stem, []).append(path)
     stems = select_stems(cfg, lambda: list(by_stem), lambda name: list(by_stem))
-    image_paths = [by_stem[stem] for stem in stems if stem in by_stem]
     for stem in stems:
         if stem not in by_stem:
             message = f"the split names {stem}, and there is no {stem}.* in {image_dir}"
             problems.append(Problem("missing_image", stem, message, dropped=True))
     raw_images = []
-    for image_path in image_paths:
-        label_path = label_dir / f"{image_path.stem}.txt"
+    for stem in (stem for stem in stems if stem in by_stem):
+        label_path = label_dir / f"{stem}.txt"
+        usable, image_path = one_image(by_stem[stem], stem, str(label_path), problems)
+        if not usable or image_path is None:
+            continue
         size = probe_image(image_path, str(label_path), problems)
         if size is None:
             continue
         if label_path.is_file():
             objects = _read_labels(label_path, *size, id_to_name, problems)
+            if objects is None:
+                continue
             source = label_path
         else:  # a background image: YOLO gives it no label file
             objects, source = [], image_path
