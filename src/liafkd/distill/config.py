@@ -115,10 +115,26 @@ class CrossKDConfig(StrictModel):
     align_stats: bool = True  # give the bridged features the teacher's channel mean/std
 
 
+class CoopConfig(StrictModel):
+    """The cooperative instance filter (selector objective `coop`, coop_selector.py)."""
+
+    units: int = Field(default=4, ge=2)  # M selection units
+    # trust = sigmoid(teacher's lead over the student / target_tau), for the instance
+    # weights (lead in quality) and for the filter inside the box (lead in class score)
+    target_tau: float = Field(default=0.1, gt=0)
+    filter_mix: float = Field(default=0.5, ge=0, le=1)  # filter = 1 - mix + mix * k^2 * pi
+    weight: float = Field(default=1.0, ge=0)  # of the KL of the weights to their target
+    filter_weight: float = Field(default=1.0, ge=0)  # of the KL of the filters to theirs
+    diversity: float = Field(default=0.1, ge=0)  # of the Dice overlap between units' maps
+
+
 class SelectorConfig(StrictModel):
     # joint and adversarial: ablations; aligned: first-order gradient alignment on the
-    # batch; meta: learning to reweight on held-out images (meta.py; opt-in, costly)
-    objective: Literal["joint", "adversarial", "aligned", "meta"] = "joint"
+    # batch; meta: learning to reweight on held-out images (meta.py; opt-in, costly);
+    # coop: the cooperative instance filter, trained on the teacher's lead over the
+    # student (coop_selector.py); oracle: weight 0 on exactly the instances that
+    # distill.teacher_corruption altered (corruption.py; mechanism benches only)
+    objective: Literal["joint", "adversarial", "aligned", "meta", "coop", "oracle"] = "joint"
     # weights stay >= 1 - lam. Frozen at 0 (uniform weights: every instance weighs 1) by
     # cpu-synthetic-v2-tune's declared rule, where no learnt weighting beat uniform
     # weights (benchmarks/cpu-synthetic-v2-tune/choice.json); at 0 no selector is built
@@ -136,6 +152,18 @@ class SelectorConfig(StrictModel):
     # sqrt(input area / (800 * 1333)) for other input sizes (selector.py)
     canonical_size: float = Field(default=224.0, gt=0)
     roi_size: int = Field(default=7, ge=1)
+    coop: CoopConfig = Field(default_factory=CoopConfig)  # objective coop only
+
+    @model_validator(mode="after")
+    def _coop_knobs_need_coop(self) -> SelectorConfig:
+        if "coop" in self.model_fields_set and self.objective != "coop":
+            raise ValueError(f"coop: set with objective {self.objective!r}, used by 'coop' only")
+        if self.objective == "coop" and self.lam == 0:
+            raise ValueError(
+                "objective 'coop' with lam 0: every instance would weigh 1. Set "
+                "distill.liaf.selector.lam above 0 (e.g. 1.0)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _meta_knobs_need_meta(self) -> SelectorConfig:
@@ -169,6 +197,15 @@ class LIAFConfig(StrictModel):
     selector: SelectorConfig = Field(default_factory=SelectorConfig)
 
 
+class TeacherCorruptionConfig(StrictModel):
+    """Alter the teacher's FPN features inside a seeded share of the GT boxes, for a
+    mechanism bench (corruption.py); only the `oracle` selector objective knows which."""
+
+    fraction: float = Field(default=0.3, gt=0, le=1)  # share of instances altered
+    seed: int = 0  # which ones: a hash of (seed, image id, box index)
+    strength: float = Field(default=1.0, gt=0, le=1)  # 1: replaced by the mirrored map's
+
+
 class DistillConfig(StrictModel):
     method: MethodName
     teacher: TeacherConfig | None = None
@@ -187,6 +224,28 @@ class DistillConfig(StrictModel):
     # when they match (identity-initialised)
     adapter: Literal["auto", "always"] = "auto"
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    # a teacher made wrong on known instances (mechanism benches); None: as trained
+    teacher_corruption: TeacherCorruptionConfig | None = None
+
+    @model_validator(mode="after")
+    def _own_selector_objectives(self) -> DistillConfig:
+        objective = self.liaf.selector.objective
+        if self.method not in ("liaf", "liaf+ld", "liaf+crosskd") or objective not in (
+            "coop",
+            "oracle",
+        ):
+            return self
+        if self.method != "liaf":
+            raise ValueError(
+                f"liaf.selector.objective {objective!r} is built for method 'liaf' only, "
+                f"not {self.method!r}"
+            )
+        if objective == "oracle" and self.teacher_corruption is None:
+            raise ValueError(
+                "liaf.selector.objective 'oracle' weighs instances by which ones "
+                "distill.teacher_corruption altered: set teacher_corruption"
+            )
+        return self
 
     @model_validator(mode="after")
     def _teacher_needed(self) -> DistillConfig:

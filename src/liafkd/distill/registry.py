@@ -8,10 +8,13 @@ only (CROSS_HEAD_METHODS) and may be None for the others.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from liafkd.distill.aid import AID, AIDInstance
 from liafkd.distill.base import DistillMethod, HeadPair, NoDistill
 from liafkd.distill.config import AIDConfig, DistillConfig, FGDConfig, LDConfig, LIAFConfig
+from liafkd.distill.coop_selector import CoopLIAF
+from liafkd.distill.corruption import OracleLIAF, TeacherCorruption
 from liafkd.distill.crosskd import CrossKD
 from liafkd.distill.fgd import FGD
 from liafkd.distill.ld import LocalizationDistillation
@@ -50,15 +53,29 @@ def _aid_instance(cfg: AIDConfig, channels: int, num_levels: int) -> AIDInstance
     return AIDInstance(channels, num_levels, **cfg.model_dump(exclude={"loss_scale"}))
 
 
+def _liaf_method(cfg: DistillConfig, channels: int, num_levels: int) -> LIAF:
+    """`liaf`: the selector objectives `coop` and `oracle` have classes of their own."""
+    objective = cfg.liaf.selector.objective
+    if objective == "coop":
+        coop = cfg.liaf.selector.coop.model_dump()
+        return _liaf(cfg.liaf, channels, num_levels, None, kind=CoopLIAF, **coop)
+    if objective == "oracle":
+        corruption = TeacherCorruption(**cfg.teacher_corruption.model_dump())
+        return _liaf(cfg.liaf, channels, num_levels, None, kind=OracleLIAF, corruption=corruption)
+    return _liaf(cfg.liaf, channels, num_levels, None)
+
+
 def _liaf(
     cfg: LIAFConfig,
     channels: int,
     num_levels: int,
     ld: LocalizationDistillation | None,
     crosskd: CrossKD | None = None,
+    kind: type[LIAF] = LIAF,
+    **extra: Any,
 ) -> LIAF:
     sel = cfg.selector
-    return LIAF(
+    return kind(
         channels,
         num_levels,
         alpha_fg=cfg.alpha_fg,
@@ -82,6 +99,7 @@ def _liaf(
         roi_size=sel.roi_size,
         ld=ld,
         crosskd=crosskd,
+        **extra,
     )
 
 
@@ -98,7 +116,7 @@ METHODS: dict[str, Builder] = {
     "fgd+crosskd": lambda cfg, channels, levels, heads: _crosskd(
         cfg, heads, _fgd(cfg.fgd, channels, levels)
     ),
-    "liaf": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, None),
+    "liaf": lambda cfg, channels, levels, heads: _liaf_method(cfg, channels, levels),
     "liaf+ld": lambda cfg, channels, levels, heads: _liaf(cfg.liaf, channels, levels, _ld(cfg.ld)),
     "liaf+crosskd": lambda cfg, channels, levels, heads: _liaf(
         cfg.liaf, channels, levels, None, _crosskd(cfg, heads, None)

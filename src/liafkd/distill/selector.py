@@ -78,6 +78,33 @@ def assign_fpn_levels(
     return (k - first).clamp(0, len(strides) - 1).long()
 
 
+def roi_grids(
+    feats: list[Tensor],
+    boxes: Tensor,
+    image_index: Tensor,
+    levels: Tensor,
+    strides: list[int],
+    output_size: int = 7,
+) -> Tensor:
+    """[N, C, k, k] RoIAlign (k = output_size) of each box on its level, detached."""
+    size = (boxes.shape[0], feats[0].shape[1], output_size, output_size)
+    out = feats[0].new_zeros(size, dtype=torch.float32)
+    rois = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)
+    for level, (feat, stride) in enumerate(zip(feats, strides, strict=True)):
+        chosen = (levels == level).nonzero(as_tuple=True)[0]
+        if chosen.numel() == 0:
+            continue
+        out[chosen] = roi_align(
+            feat.detach().float(),
+            rois[chosen],
+            output_size=output_size,
+            spatial_scale=1.0 / stride,
+            sampling_ratio=2,
+            aligned=True,
+        )
+    return out
+
+
 def roi_descriptors(
     feats: list[Tensor],
     boxes: Tensor,
@@ -87,22 +114,7 @@ def roi_descriptors(
     output_size: int = 7,
 ) -> Tensor:
     """[N, C] RoIAlign of each box on its level, averaged over the output grid."""
-    out = feats[0].new_zeros((boxes.shape[0], feats[0].shape[1]), dtype=torch.float32)
-    rois = torch.cat([image_index[:, None].to(boxes.dtype), boxes], dim=1)
-    for level, (feat, stride) in enumerate(zip(feats, strides, strict=True)):
-        chosen = (levels == level).nonzero(as_tuple=True)[0]
-        if chosen.numel() == 0:
-            continue
-        pooled = roi_align(
-            feat.detach().float(),
-            rois[chosen],
-            output_size=output_size,
-            spatial_scale=1.0 / stride,
-            sampling_ratio=2,
-            aligned=True,
-        )
-        out[chosen] = pooled.mean(dim=(2, 3))
-    return out
+    return roi_grids(feats, boxes, image_index, levels, strides, output_size).mean(dim=(2, 3))
 
 
 @dataclass
@@ -126,11 +138,20 @@ def build_descriptors(
     student = roi_descriptors(
         inputs.student_feats, boxes, image_index, levels, inputs.strides, roi_size
     )
+    signals = instance_signals(inputs, teacher, student, boxes, levels)
+    return InstanceDescriptors(teacher=teacher, student=student, signals=signals, levels=levels)
+
+
+def instance_signals(
+    inputs: DistillInputs, teacher: Tensor, student: Tensor, boxes: Tensor, levels: Tensor
+) -> Tensor:
+    """[N, NUM_SIGNALS] the learning-state and geometry signals (module docstring), from
+    the [N, C] pooled teacher and student RoI features; detached."""
     height, width = inputs.images_shape
     box_w = (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-3)
     box_h = (boxes[:, 3] - boxes[:, 1]).clamp_min(1e-3)
     s_state, t_state = inputs.student_instances, inputs.teacher_instances
-    signals = torch.stack(
+    return torch.stack(
         [
             torch.log1p((teacher - student).pow(2).mean(dim=1)),
             s_state.quality.float(),
@@ -143,7 +164,6 @@ def build_descriptors(
         ],
         dim=1,
     ).detach()
-    return InstanceDescriptors(teacher=teacher, student=student, signals=signals, levels=levels)
 
 
 def _embedder(channels: int, width: int) -> nn.Sequential:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liafkd.distill.corruption import TeacherCorruption, corrupted_teacher
 from liafkd.distill.distiller import Distiller
 from liafkd.distill.probe import StudentProbe
 from liafkd.engine.distributed import all_gather_objects, context
@@ -30,10 +31,19 @@ class DistillTrainModule(nn.Module):
     # to do (e.g. no instances), so DistributedDataParallel must look for unused ones
     ddp_find_unused_parameters = True
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, distiller: Distiller) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        distiller: Distiller,
+        corruption: TeacherCorruption | None = None,
+    ) -> None:
         super().__init__()
         self.student = student
         self.distiller = distiller
+        # distill.teacher_corruption (mechanism benches): the teacher's features are
+        # altered inside known boxes; only this module and the `oracle` objective hold it
+        self.corruption = corruption
         teacher.eval().requires_grad_(False)
         object.__setattr__(self, "teacher", teacher)
         self._instance_rows: list[dict[str, Any]] = []
@@ -53,7 +63,7 @@ class DistillTrainModule(nn.Module):
         student_out = self.student.forward_train(images, targets, branch_cut=cut)
         if not self.distiller.needs:
             return student_out.losses
-        with torch.no_grad():
+        with torch.no_grad(), corrupted_teacher(self.teacher, self.corruption, targets):
             teacher_out = self.teacher.forward_train(images, targets, branch_cut=cut)
         det_loss = sum(student_out.losses.values())
         probe = None

@@ -122,7 +122,12 @@ def build_distill_module(cfg: ExperimentConfig, source: str, class_names: list[s
         num_levels=len(student.strides),
         heads=HeadPair(student.head, teacher.head),
     )
-    return DistillTrainModule(student, teacher, distiller)
+    corruption = None
+    if dcfg.teacher_corruption is not None:
+        from liafkd.distill.corruption import TeacherCorruption
+
+        corruption = TeacherCorruption(**dcfg.teacher_corruption.model_dump())
+    return DistillTrainModule(student, teacher, distiller, corruption)
 
 
 def inherit_or_fail(student: nn.Module, teacher: nn.Module, source: str) -> None:

@@ -37,13 +37,24 @@ TERM_WEIGHTS = {
     "loss_liaf_entropy": "liaf.selector.entropy_beta",
     "loss_liaf_align": "liaf.selector.align_weight",
     "loss_liaf_meta": "liaf.selector.meta_weight",
+    "loss_liaf_coop": "liaf.selector.coop.weight",
+    "loss_liaf_coop_filter": "liaf.selector.coop.filter_weight",
+    "loss_liaf_coop_diversity": "liaf.selector.coop.diversity",
     "loss_liaf_ld": "ld.weight",
     "loss_pkd": "pkd.weight",
     "loss_crosskd_qfl": "crosskd.weight_qfl",
     "loss_crosskd_kl": "crosskd.weight_kl",
 }
 # terms that train the selector alone (its inputs are detached from the student)
-SELECTOR_TERMS = frozenset({"loss_liaf_align", "loss_liaf_meta"})
+SELECTOR_TERMS = frozenset(
+    {
+        "loss_liaf_align",
+        "loss_liaf_meta",
+        "loss_liaf_coop",
+        "loss_liaf_coop_filter",
+        "loss_liaf_coop_diversity",
+    }
+)
 # the selector starts at uniform weights, where the entropy's gradient is exactly zero
 # and a one-instance batch gives the value 0: only its weight and finiteness are checked
 REGULARISER_TERMS = frozenset({"loss_liaf_entropy"})
