@@ -201,7 +201,9 @@ def test_empty_dataset_stops_with_root_and_split(tmp_path):
     (tmp_path / "training" / "label_2").mkdir(parents=True)
     (tmp_path / "training" / "image_2").mkdir(parents=True)
     cfg = DatasetConfig(format="kitti", root=str(tmp_path), split="train")
-    with pytest.raises(DatasetError, match=rf"data\.val: the dataset at {tmp_path} \(split train\)"):
+    with pytest.raises(
+        DatasetError, match=rf"data\.val: the dataset at {tmp_path} \(split train\)"
+    ):
         load_index(cfg, "data.val")
 
 
