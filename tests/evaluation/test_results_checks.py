@@ -66,3 +66,17 @@ def test_zero_sides_and_normal_boxes_still_evaluate():
     metrics = evaluate_coco(_index(), [det(1, (2, 2, 20, 20)), det(1, (5, 5, 0, 0))])
     assert metrics["AP"] == pytest.approx(1.0)
     json.dumps(metrics)
+
+
+def test_result_files_with_a_utf8_bom_are_read(tmp_path):
+    from liafkd.evaluation.coco import load_detections
+    from liafkd.evaluation.kitti import parse_label_file
+
+    coco = tmp_path / "dets.json"
+    coco.write_text("\ufeff" + json.dumps([det(1)]), encoding="utf-8")
+    assert load_detections(coco) == [det(1)]
+    kitti = tmp_path / "000001.txt"
+    line = "Car -1 -1 -10 1.0 2.0 30.0 40.0 -1 -1 -1 -1000 -1000 -1000 -10 0.9"
+    kitti.write_text("\ufeff" + line + "\n", encoding="utf-8")
+    frame = parse_label_file(kitti)
+    assert frame.names.tolist() == ["Car"] and frame.score.tolist() == [0.9]

@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from liafkd.data.convert import to_coco_dict
-from liafkd.data.formats.common import is_finite_number
+from liafkd.data.formats.common import TEXT_ENCODING, is_finite_number
 from liafkd.data.records import DatasetIndex
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
@@ -183,7 +183,7 @@ def load_detections(path: str | Path) -> list[dict[str, Any]]:
     """A COCO results file (a JSON list); ValueError naming the file when it is not."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding=TEXT_ENCODING))
     except FileNotFoundError:
         raise ValueError(f"{path}: detections file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from liafkd.data.formats.common import TEXT_ENCODING
 from liafkd.data.formats.kitti import parse_kitti_line
 
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -122,7 +123,8 @@ def parse_label_file(path: str | Path) -> KittiFrame:
     """
     path = Path(path)
     names, values, scores = [], [], []
-    for line_number, text in enumerate(path.read_text().splitlines(), start=1):
+    lines = path.read_text(encoding=TEXT_ENCODING).splitlines()
+    for line_number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
