@@ -39,7 +39,7 @@ def test_kitti_without_imagesets_refuses_val_and_says_how(tmp_path):
         with pytest.raises(DatasetError) as caught:
             read_dataset(DatasetConfig(format="kitti", root=str(root), split=split))
         message = str(caught.value)
-        assert "there is no ImageSets/ folder" in message and f"ImageSets/{split}.txt" in message
+        assert "ImageSets/ holds no split file" in message and f"ImageSets/{split}.txt" in message
         assert "ratio: 0.8" in message
     # a ratio split divides the labels instead: val and train share no image
     halves = [

@@ -174,7 +174,7 @@ def _named_split_stems(
         return sorted(p.stem for p in label_dir.glob("*.txt"))
     else:
         detail = (
-            f" (there is no ImageSets/ folder: only `split: {ALL_LABELS_SPLIT}` reads every "
+            f" (ImageSets/ holds no split file: only `split: {ALL_LABELS_SPLIT}` reads every "
             f"label file, and a `{split}` split would be those same images; give "
             f"ImageSets/{split}.txt, a list file such as `split: {split}.txt`, or "
             "`split: {ratio: 0.8, seed: 0}` to divide the labels into train and val)"
