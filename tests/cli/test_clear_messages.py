@@ -63,13 +63,12 @@ def test_data_check_prints_a_non_utf8_file_name(tmp_path, monkeypatch):
     assert "Traceback" not in err
 
 
-def test_train_prints_a_non_utf8_file_name_mid_epoch(tmp_path, monkeypatch):
+def test_train_prints_a_non_utf8_file_name_mid_epoch(tmp_path, monkeypatch, experiment_writer):
     stems = [f"00000{i}" for i in range(3)] + [NOT_UTF8]
     root = non_utf8_kitti(tmp_path / "k", stems)
     broken = root / "training" / "image_2" / f"{NOT_UTF8}.png"
     broken.write_bytes(broken.read_bytes()[:120])  # header intact, pixels cut
-    from conftest import tiny_experiment
-
+    tiny_experiment, _ = experiment_writer
     raw = tiny_experiment(tmp_path, "run", max_steps=2)
     dataset = {"format": "kitti", "root": str(root), "classes": ["Car"]}
     raw["data"].update(train=dataset, val=dataset, batch_size=4)
