@@ -296,3 +296,27 @@ def test_every_method_gets_its_own_colour_and_only_none_is_grey(count):
     others = [tuple(colors[m]) for m in methods[1:]]
     assert len(set(others)) == len(others)
     assert not any(r == g == b for r, g, b, *_ in others)  # no grey besides `none`
+
+
+APPEND_MANY = """
+import sys
+from pathlib import Path
+from liafkd.bench.results import append_result
+for k in range(40):
+    append_result(Path(sys.argv[1]), {"key": f"{sys.argv[2]}-{k}", "pad": "x" * 5000})
+"""
+
+
+def test_processes_appending_at_once_lose_no_line(tmp_path):
+    """Bench processes sharing one results file (--seeds, gpu_rank.sh) append under a lock;
+    without it, runs of this test lost lines or left a torn one (each append reads the file)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "results.jsonl"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPEND_MANY, str(path), str(w)]) for w in range(6)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0] * 6
+    keys = [r["key"] for r in read_results(path)]
+    assert sorted(keys) == sorted(f"{w}-{k}" for w in range(6) for k in range(40))

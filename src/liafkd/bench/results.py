@@ -15,6 +15,11 @@ from typing import Any
 
 from liafkd.config import ConfigError
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: one process per results file there
+    fcntl = None
+
 RESULTS_FILE = "results.jsonl"
 
 
@@ -44,10 +49,14 @@ def latest_by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def append_result(path: Path, record: dict[str, Any]) -> None:
-    """Append one line, durably; a torn last line left by a kill is cut off first."""
+    """Append one line, durably; a torn last line left by a kill is cut off first. An
+    exclusive lock keeps processes sharing the file (--seeds, benchmarks/gpu_rank.sh)
+    from writing at the same end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     with path.open("r+b") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
         data = f.read()
         if data and not data.endswith(b"\n"):
             f.truncate(data.rfind(b"\n") + 1)

@@ -42,6 +42,7 @@ from liafkd.bench.config import (
 from liafkd.bench.report import write_reports
 from liafkd.bench.results import RESULTS_FILE, append_result, latest_by_key, read_results
 from liafkd.data.formats.layout import describe_split
+from liafkd.outputs import write_text_atomic
 
 # instance-weight summaries: sqrt(area) bins in original-image pixels
 SIZE_BIN_EDGES = (0.0, 16.0, 32.0, 64.0, 128.0, 256.0, math.inf)
@@ -282,9 +283,9 @@ def plan_run(
 
 
 def write_yaml(raw: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    """Atomically: processes sharing a bench (--seeds, benchmarks/gpu_rank.sh) each
+    rewrite the same run configs while another may be reading them."""
+    return write_text_atomic(path, yaml.safe_dump(raw, sort_keys=False))
 
 
 # --- evaluation and what a run leaves behind ------------------------------------------
