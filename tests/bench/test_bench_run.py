@@ -25,6 +25,9 @@ from liafkd.bench.runner import (
 TINY_STUDENT = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
 TINY_TEACHER = {"depth": 18, "width": 16, "fpn_channels": 32, "head_convs": 1, "head_channels": 32}
 METHODS = ["none", "mimic", "liaf"]
+# `liaf` with a learnt selector (lam 0.5): the shipped default (lam 0) builds no selector
+# and logs no instance weights, and the bench's weight summaries are under test here
+LEARNT_LIAF = {"name": "liaf", "method": "liaf", "options": {"liaf": {"selector": {"lam": 0.5}}}}
 SEEDS = [0, 1]
 
 
@@ -52,7 +55,7 @@ def tiny_bench(folder: Path) -> Path:
                 "batch_size": 3,
             }
         ],
-        "methods": METHODS,
+        "methods": [*METHODS[:-1], LEARNT_LIAF],
         "distill_options": {"checks": {"enabled": False}},  # an untrained teacher scores 0
         "seeds": SEEDS,
         "cost": {"warmup": 1, "steps": 4, "rounds": 2, "inference_runs": 2},
