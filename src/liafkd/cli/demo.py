@@ -1,9 +1,11 @@
-"""`liafkd demo`: the whole pipeline on the synthetic default, on a laptop CPU.
+"""`liafkd demo`: what distillation buys, on the synthetic default, on a laptop CPU.
 
-Generates the synthetic set, trains a teacher, then trains the same small student
-twice, alone (`none`) and with LIAF-KD (`liaf`) against that teacher, and prints the
-three results side by side. Every step is a YAML config written under OUT/configs,
-so each can be rerun with `liafkd train` / `liafkd distill` / `liafkd eval`.
+Uses the teacher shipped in the package (or trains it: --train-teacher), generates a
+small synthetic set, trains the same small student on its few training images alone
+(`none`) and with LIAF-KD (`liaf`, its shipped default), evaluates the three on the
+set's validation split and draws them side by side in OUT/compare.png. Every step is a
+YAML config written under OUT/configs, so each can be rerun with `liafkd train` /
+`liafkd distill` / `liafkd eval`. The recipe itself lives in liafkd.engine.demo.
 """
 
 from __future__ import annotations
@@ -11,123 +13,109 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from liafkd.cli.threads import add_threads_arg, apply_threads
 
-TEACHER_MODEL = {"depth": 18, "width": 32, "fpn_channels": 64, "head_convs": 2, "head_channels": 64}
-STUDENT_MODEL = {"depth": 18, "width": 16, "fpn_channels": 32, "head_convs": 2, "head_channels": 32}
+PICTURE_IMAGES = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from liafkd.engine.demo import Recipe
+
+    defaults = Recipe()
     p = subparsers.add_parser(
         "demo",
-        help="synthetic data -> teacher -> student alone and with LIAF-KD, on CPU",
-        description="Runs on a machine with no data and no GPU: generates the synthetic "
-        "driving-scene set, trains a GFL teacher, trains a smaller GFL student alone and "
-        "with LIAF-KD, evaluates all three and prints them side by side.",
+        help="shipped teacher -> student alone and with LIAF-KD, on CPU, with a picture",
+        description="Runs on a machine with no data and no GPU: generates a small "
+        "synthetic driving-scene set, trains a small GFL student on its few training "
+        "images alone and with LIAF-KD from the GFL teacher shipped with liafkd, "
+        "evaluates the three on the set's validation split (images no run trained on, the "
+        "teacher included), prints them side by side and draws OUT/compare.png.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--images", type=int, default=200, help="synthetic images (3/4 train)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs for each of the three runs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--images",
+        type=int,
+        default=defaults.images,
+        help=f"synthetic images generated, 3/4 train, 1/4 val (default {defaults.images})",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help=f"each student's epochs (default {defaults.epochs})",
+    )
+    p.add_argument("--seed", type=int, default=defaults.seed, help="the students' training seed")
+    p.add_argument(
+        "--train-teacher",
+        action="store_true",
+        help="train the teacher with its shipped config (liafkd/assets/demo_teacher/"
+        "teacher.yaml) into OUT/teacher instead of using the shipped weights; takes far "
+        "longer than the demo (see that folder's metrics.jsonl for the shipped run)",
+    )
     add_threads_arg(p)
     p.set_defaults(func=run)
 
 
-def experiment(name: str, out: Path, model: dict, args: argparse.Namespace) -> dict[str, Any]:
-    data_root = str(out / "data" / "synthetic")
-    synth = {
-        "format": "synthetic",
-        "root": data_root,
-        "synth_images": args.images,
-        "synth_seed": args.seed,
-    }
-    return {
-        "name": name,
-        "output_dir": str(out / name),
-        "data": {
-            "train": {**synth, "split": "train"},
-            "val": {**synth, "split": "val"},
-            "augment": {"image_size": [192, 320], "hflip": 0.5},
-            "batch_size": 8,
-        },
-        "model": {"type": "gfl", **model},
-        "train": {
-            "optim": {"type": "adamw", "lr": 0.002, "weight_decay": 0.05, "grad_clip": 10.0},
-            "schedule": {"epochs": args.epochs, "warmup_iters": 50, "policy": "cosine"},
-            "seed": args.seed,
-            "val_interval": args.epochs,
-        },
-    }
-
-
-def refuse_earlier_demo(out: Path) -> None:
-    """A finished (or partial) demo is never overwritten, nor mixed with a new one."""
-    from liafkd.engine.rundir import RunDirError, run_files
-
-    held = [name for name in ("teacher", "student_none", "student_liaf") if run_files(out / name)]
-    if held:
-        raise RunDirError(
-            f"{out} holds an earlier demo's runs ({', '.join(held)}); choose another --out, "
-            "or delete that folder first"
-        )
-
-
-def write_config(raw: dict[str, Any], folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{raw['name']}.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    from liafkd.data.formats.common import read_split_stems
-    from liafkd.engine.evaluate import count_parameters
-    from liafkd.engine.runs import distill_student, train_detector
+    from liafkd.compare_figure import draw_comparison
+    from liafkd.engine.demo import Recipe, picture_inputs, run_demo
 
     apply_threads(args.threads)
     out = Path(args.out).resolve()
-    refuse_earlier_demo(out)
-    configs = out / "configs"
-    tic = time.perf_counter()
-    teacher_cfg = write_config(experiment("teacher", out, TEACHER_MODEL, args), configs)
-    runs = {}
-    print(f"[1/3] teacher: {teacher_cfg}")
-    runs["teacher"] = train_detector(str(teacher_cfg), [])
-    teacher_block = {"config": str(teacher_cfg), "checkpoint": str(out / "teacher" / "final.pt")}
-    for step, method in ((2, "none"), (3, "liaf")):
-        raw = experiment(f"student_{method}", out, STUDENT_MODEL, args)
-        raw["distill"] = {"method": method, "teacher": teacher_block}  # published weights
-        path = write_config(raw, configs)
-        print(f"[{step}/3] student with `{method}`: {path}")
-        runs[f"student_{method}"] = distill_student(str(path), [])
-    elapsed = time.perf_counter() - tic
-    rows = []
-    for name, summary in runs.items():
-        model = TEACHER_MODEL if name == "teacher" else STUDENT_MODEL
-        final = summary["final"]
-        rows.append(
-            {
-                "run": name,
-                "params_M": count_parameters(model) / 1e6,
-                **{k: final.get(k) for k in ("AP", "AP50", "AP75")},
-            }
-        )
-    val_images = len(read_split_stems(out / "data" / "synthetic" / "ImageSets" / "val.txt"))
+    recipe = Recipe(images=args.images, epochs=args.epochs, seed=args.seed)
+    demo = run_demo(out, recipe, train_teacher=args.train_teacher)
+    records, detections, class_names = picture_inputs(demo, PICTURE_IMAGES)
+    picture = draw_comparison(records, detections, class_names, demo.rows, out / "compare.png")
+    results = out / "demo_results.json"
+    payload = {
+        "rows": demo.rows,
+        "wall_time_s": demo.wall_time_s,
+        "timings_s": demo.timings,
+        "args": vars(args) | {"func": None},
+    }
+    results.write_text(json.dumps(payload, indent=2, default=str))
     print()
-    print(format_rows(rows, val_images, args.epochs, ranking_standing()))
-    result = {"rows": rows, "wall_time_s": elapsed, "args": vars(args) | {"func": None}}
-    (out / "demo_results.json").write_text(json.dumps(result, indent=2, default=str))
-    print(
-        f"\nwall time {elapsed / 60:.1f} min; results {out / 'demo_results.json'}; "
-        f"runs, checkpoints and configs under {out}"
-    )
+    standing = ranking_standing()
+    print(format_rows(demo.rows, demo.val_images, recipe.epochs, standing, not args.train_teacher))
+    print()
+    print(files_table(out, picture, results, demo.configs))
+    print()
+    print(textwrap.fill(closing(demo.rows, demo.wall_time_s), 88))
     return 0
+
+
+def files_table(out: Path, picture: Path, results: Path, configs: dict[str, Path]) -> str:
+    """Where the demo wrote what the user may want to open next."""
+    entries = [
+        ("picture", picture),
+        ("results", results),
+        ("configs", configs[next(iter(configs))].parent),
+        *((f"run {name}", out / name) for name in configs if name != "teacher"),
+    ]
+    width = max(len(label) for label, _ in entries)
+    return "\n".join(f"{label:<{width}}  {path}" for label, path in entries)
+
+
+def closing(rows: list[dict[str, Any]], wall_time_s: float) -> str:
+    """Two sentences: what the user just saw, and what to run next."""
+    ap = {r["run"]: r["AP"] for r in rows}
+    seen = (
+        f"You just trained the same small student on a few images alone and with LIAF-KD "
+        f"learning from a stronger teacher, in {wall_time_s / 60:.1f} min"
+    )
+    if ap.get("student_none") is not None and ap.get("student_liaf") is not None:
+        delta = 100 * (ap["student_liaf"] - ap["student_none"])
+        seen += f": LIAF-KD moved its AP by {delta:+.1f} points (compare.png shows where)."
+    else:
+        seen += " (compare.png shows them side by side)."
+    return seen + (
+        ' Next, distil your own detector on your own data (README, "Your own data": '
+        "`liafkd data check`, then `liafkd distill`), or rank methods over 3 seeds with "
+        "the benches (`liafkd bench cpu-synthetic-v2 --estimate`)."
+    )
 
 
 def ranking_standing() -> str:
@@ -155,7 +143,11 @@ def ranking_standing() -> str:
 
 
 def format_rows(
-    rows: list[dict[str, Any]], val_images: int, epochs: int, standing: str = ""
+    rows: list[dict[str, Any]],
+    val_images: int,
+    epochs: int,
+    standing: str = "",
+    shipped_teacher: bool = True,
 ) -> str:
     """The demo's table: what it measures, on which images, and how to read it."""
     title = (
@@ -173,25 +165,19 @@ def format_rows(
             for k in ("AP", "AP50", "AP75")
         )
         lines.append(f"{r['run']:<16}{r['params_M']:>8.2f}M{cells}")
-    text = "\n".join(lines) + "\n\n" + textwrap.fill(conclusion(rows, epochs), 88)
+    text = "\n".join(lines) + "\n\n" + textwrap.fill(conclusion(rows, epochs, shipped_teacher), 88)
     return text + (f"\n\n{textwrap.fill(standing, 88, break_on_hyphens=False)}" if standing else "")
 
 
-def conclusion(rows: list[dict[str, Any]], epochs: int) -> str:
-    """What a user should take from the table (and what not)."""
-    ap = {r["run"]: r["AP"] for r in rows}
-    text = (
-        "How to read it: the teacher is the larger model the students learn from, the "
-        "reference above them. student_none and student_liaf are the same small model, "
-        "trained alone and with LIAF-KD."
-    )
-    if ap.get("student_none") is not None and ap.get("student_liaf") is not None:
-        delta = 100 * (ap["student_liaf"] - ap["student_none"])
-        text += f" Here LIAF-KD moves its AP by {delta:+.1f} points."
-    return text + (
-        f" With {epochs} epochs and one seed on CPU, a gap of a few points either way is "
-        "within run-to-run noise, and LIAF-KD below the student alone is not unusual on "
-        "this schedule: the demo shows that the whole pipeline runs on your machine, not "
-        "which method is better (the ranking bench, below and in the README's Results, "
-        "compares methods over 3 seeds)."
+def conclusion(rows: list[dict[str, Any]], epochs: int, shipped_teacher: bool = True) -> str:
+    """How to read the table (and what one seed does not say)."""
+    names = ", ".join(r["run"] for r in rows if r["run"].startswith("student_"))
+    origin = "shipped with liafkd" if shipped_teacher else "trained here (--train-teacher)"
+    return (
+        "How to read it: the teacher is the larger model the students learn from, trained "
+        f"on a synthetic set of its own (other images than the demo's), {origin}; "
+        f"{names} are the same small model trained for {epochs} epochs on the demo's few "
+        "training images, alone (none) and learning from the teacher. This is one seed: "
+        "benchmarks/demo/results.json holds the same recipe over 3 seeds, and the ranking "
+        "benches (below) compare methods."
     )

@@ -40,6 +40,7 @@ KNOWN_ERRORS = [
     ("liafkd.config", "ConfigError", 2),
     ("liafkd.engine.checkpoint", "CheckpointError", 2),
     ("liafkd.data.dataset", "DataLoadError", 2),
+    ("liafkd.engine.demo", "DemoError", 2),
     ("liafkd.engine.trainer", "NonFiniteLossError", 1),
     ("liafkd.outputs", "DiskFullError", 1),
 ]
