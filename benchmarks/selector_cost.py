@@ -1,4 +1,5 @@
-"""Step cost of LIAF-KD's selector objectives (joint, aligned, meta) against the floor.
+"""Step cost of LIAF-KD's selector objectives (joint, adversarial, coop, aligned, meta)
+against the floor.
 
     python benchmarks/selector_cost.py cpu [--steps 8 --rounds 4]
     python benchmarks/selector_cost.py cuda [--steps 40 --rounds 4 --batch-size 8]
@@ -6,8 +7,9 @@
 The synthetic setting of configs/synthetic (GFL student gfl_student_cpu.yaml, teacher
 gfl_teacher_cpu.yaml, batch 8 at 192x320, fp32), the teacher randomly initialised and
 saved to a temporary folder (a step's cost does not depend on its weights). Variants:
-`none`, `liaf` (joint), `liaf-aligned`, `liaf-meta` and `liaf-meta-every4`
-(meta_every 4), plus the floor (`none` and the teacher's forward).
+`none`, `liaf` (the default: lam 0, no selector), `liaf-joint`, `liaf-adversarial`,
+`liaf-coop` (lam 1), `liaf-aligned`, `liaf-meta` and `liaf-meta-every4` (meta_every 4),
+each learnt one at lam 0.5 unless said, plus the floor (`none` and the teacher's forward).
 
 cpu: process CPU time of each training step with one thread, variants taking turns
 for `--rounds` rounds of `--steps` steps; mean and median per variant. CPU time rather
@@ -37,7 +39,10 @@ from liafkd.engine.build import build_student
 REPO = Path(__file__).resolve().parents[1]
 SELECTORS: dict[str, dict | None] = {
     "none": None,
-    "liaf": {},
+    "liaf": {},  # the default, lam 0: uniform weights, no selector built
+    "liaf-joint": {"objective": "joint", "lam": 0.5},
+    "liaf-adversarial": {"objective": "adversarial", "lam": 0.5},
+    "liaf-coop": {"objective": "coop", "lam": 1.0},
     "liaf-aligned": {"objective": "aligned", "lam": 0.5},
     "liaf-meta": {"objective": "meta", "lam": 0.5},
     "liaf-meta-every4": {"objective": "meta", "meta_every": 4, "lam": 0.5},
