@@ -104,7 +104,15 @@ def merge(results: dict, record: dict, time_only: bool) -> None:
 
 
 def summarise(results: dict) -> dict:
-    runs = results.get("runs", [])
+    """The criterion per thread setting (a thread count may change the AP slightly)."""
+    settings = sorted({str(r["threads"]) for r in results.get("runs", [])})
+    return {
+        f"threads {t}": summarise_runs([r for r in results["runs"] if str(r["threads"]) == t])
+        for t in settings
+    }
+
+
+def summarise_runs(runs: list[dict]) -> dict:
     gains = [r["liaf_minus_none_AP"] for r in runs]
     return {
         "seeds": len(runs),
