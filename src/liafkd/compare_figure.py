@@ -72,7 +72,11 @@ def draw_comparison(
         for name, dets in detections.items():
             det = dets[record.image_id]
             shown = int((det["scores"] >= min_score).sum())
-            drawn = draw_detections(record.file_name, det, class_names, min_score)
+            drawn = (
+                draw_detections(record.file_name, det, class_names, min_score)
+                if shown
+                else plain_image(record.file_name)  # torchvision warns on an empty box list
+            )
             images.append((f"{name} ({shown} detection{'' if shown == 1 else 's'})", drawn))
         for j, (title, image) in enumerate(images):
             ax = fig.add_subplot(grid[i, j])
@@ -95,6 +99,14 @@ def draw_comparison(
     return path
 
 
+def plain_image(path: str):
+    from torchvision.transforms.v2.functional import to_pil_image
+
+    from liafkd.data.dataset import load_image
+
+    return to_pil_image(load_image(path))
+
+
 def _draw_truth(record: ImageRecord, class_names: Sequence[str]):
     """Ground-truth boxes labelled with their class name only (no score)."""
     from torchvision.transforms.v2.functional import to_pil_image
@@ -102,6 +114,8 @@ def _draw_truth(record: ImageRecord, class_names: Sequence[str]):
 
     from liafkd.data.dataset import load_image
 
+    if not record.num_instances:
+        return plain_image(record.file_name)
     truth = ground_truth(record)
     labels = [int(label) for label in truth["labels"]]
     drawn = draw_bounding_boxes(

@@ -27,6 +27,15 @@ def test_teacher_trained_on_other_images_than_the_demo():
     assert student["data"]["val"]["synth_seed"] == demo.DEMO_SYNTH_SEED
 
 
+def test_train_teacher_writes_only_under_the_demo_folder(tmp_path):
+    raw = demo.teacher_training_config(tmp_path)
+    assert raw["output_dir"] == str(tmp_path / "teacher")
+    for split in ("train", "val"):
+        assert raw["data"][split]["root"] == str(tmp_path / "data" / "teacher-synthetic")
+    shipped = demo.shipped_teacher_config()
+    assert raw["model"] == shipped["model"] and raw["train"] == shipped["train"]
+
+
 def test_shipped_teacher_matches_its_sha256():
     assert demo.verify_shipped_teacher() == demo.TEACHER_WEIGHTS
 

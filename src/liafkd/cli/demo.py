@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train the teacher with its shipped config (liafkd/assets/demo_teacher/"
         "teacher.yaml) into OUT/teacher instead of using the shipped weights; takes far "
-        "longer than the demo (see that folder's metrics.jsonl for the shipped run)",
+        "longer than the demo (the shipped run's log: metrics.jsonl beside that file)",
     )
     add_threads_arg(p)
     p.set_defaults(func=run)
