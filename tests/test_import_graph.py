@@ -1,5 +1,6 @@
-"""No import cycle among liafkd's modules, counting imports inside functions too (a
-function-local import hides a cycle from Python's start-up, not from the design)."""
+"""No import cycle among liafkd's modules and no upward import between its stage
+packages, counting imports inside functions too (a function-local import hides a cycle
+or an upward import from Python's start-up, not from the design)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,35 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# CONTRIBUTING.md's layout, lowest first: a stage package imports only the ones before it.
+# The top-level modules (config.py, outputs.py, safe_load.py, export.py, ...) are outside
+# this order.
+STAGE_ORDER = ("data", "models", "evaluation", "distill", "engine", "bench", "cli")
+
+
+def stage_of(module: str, package: str, stages: tuple[str, ...]) -> str | None:
+    """The stage package `module` lies in (`pkg.engine.trainer` -> `engine`), or None."""
+    parts = module.split(".")
+    if parts[0] == package and len(parts) > 1 and parts[1] in stages:
+        return parts[1]
+    return None
+
+
+def upward_imports(
+    graph: dict[str, set[str]], package: str, stages: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """(importer, imported) for every import of a later stage from an earlier one."""
+    rank = {stage: i for i, stage in enumerate(stages)}
+    found = []
+    for importer, imported_set in sorted(graph.items()):
+        low = stage_of(importer, package, stages)
+        for imported in sorted(imported_set):
+            high = stage_of(imported, package, stages)
+            if low is not None and high is not None and rank[high] > rank[low]:
+                found.append((importer, imported))
+    return found
+
+
 def write_package(root: Path, files: dict[str, str]) -> None:
     for relative, text in files.items():
         path = root / relative
@@ -106,3 +136,37 @@ def test_liafkd_has_no_import_cycle():
     cycle = find_cycle(import_graph(SRC, "liafkd"))
     if cycle is not None:
         pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_checker_sees_an_upward_import_between_stages(tmp_path):
+    write_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/neutral.py": "from pkg.engine.run import go\n",
+            "pkg/data/__init__.py": "",
+            "pkg/data/read.py": "def read():\n    from ..engine import run\n    return run\n",
+            "pkg/models/__init__.py": "",
+            "pkg/models/net.py": "from pkg.data.read import read\nfrom pkg import neutral\n",
+            "pkg/engine/__init__.py": "",
+            "pkg/engine/run.py": "from pkg.models import net\ngo = 1\n",
+        },
+    )
+    graph = import_graph(tmp_path, "pkg")
+    assert upward_imports(graph, "pkg", ("data", "models", "engine")) == [
+        ("pkg.data.read", "pkg.engine.run")
+    ]
+    assert upward_imports(graph, "pkg", ("data", "engine", "models")) == [
+        ("pkg.data.read", "pkg.engine.run"),
+        ("pkg.engine.run", "pkg.models.net"),
+    ]
+
+
+def test_liafkd_stage_packages_import_only_downward():
+    upward = upward_imports(import_graph(SRC, "liafkd"), "liafkd", STAGE_ORDER)
+    assert not upward, (
+        "upward imports (order "
+        + " < ".join(STAGE_ORDER)
+        + "):\n"
+        + "\n".join(f"  {importer} -> {imported}" for importer, imported in upward)
+    )

@@ -38,7 +38,7 @@ COMMAND_MODULES = [
 # importing the module to compare would cost the command the torch import.
 KNOWN_ERRORS = [
     ("liafkd.config", "ConfigError", 2),
-    ("liafkd.engine.checkpoint", "CheckpointError", 2),
+    ("liafkd.safe_load", "CheckpointError", 2),
     ("liafkd.data.dataset", "DataLoadError", 2),
     ("liafkd.engine.demo", "DemoError", 2),
     ("liafkd.engine.trainer", "NonFiniteLossError", 1),

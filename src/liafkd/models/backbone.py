@@ -14,7 +14,7 @@ from pathlib import Path
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-from liafkd.engine.checkpoint import load_checkpoint
+from liafkd.safe_load import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
