@@ -103,3 +103,34 @@ def test_shipped_default_passes_doctor(setups, experiment_writer, dataset, metho
         assert any(n.startswith("term ") for n in names)  # the step check ran on its terms
     if method.startswith("liaf"):
         assert "distiller selector" not in names  # lam 0, the default: no selector
+
+
+def _student_config(setup: dict, write_yaml, method: str, options: dict, name: str) -> Path:
+    teacher_yaml, checkpoint = setup["teachers"]["same" if options.get("inherit") else "wide"]
+    raw = {**setup["raw"], "name": name, "output_dir": str(setup["folder"] / "runs" / name)}
+    raw["train"] = {**raw["train"], "schedule": {"epochs": 1, "warmup_iters": 1}, "max_steps": 2}
+    raw["distill"] = {
+        "method": method,
+        "teacher": {"config": str(teacher_yaml), "checkpoint": str(checkpoint)},
+        "checks": {"min_teacher_ap50": 0.0, "teacher_batches": 1},
+        **options,
+    }
+    return write_yaml(raw, setup["folder"] / f"{name}.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "dataset,method,options",
+    [pytest.param("one-object", p.values[0], p.values[1], id=p.id) for p in CASES]
+    + [pytest.param("synthetic", "liaf", {}, id="synthetic-liaf")],
+)
+def test_shipped_default_trains(setups, experiment_writer, dataset, method, options):
+    """Past doctor: `liafkd distill` with the method's defaults trains and finishes."""
+    from liafkd.engine.runs import distill_student
+
+    _, write_yaml = experiment_writer
+    name = f"train-{method.replace('+', '_')}{'-inherit' if options else ''}"
+    config = _student_config(setups[dataset], write_yaml, method, options, name)
+    summary = distill_student(str(config), [])
+    assert summary["steps"] == 2 and summary["nonfinite_steps"] == 0
+    assert (setups[dataset]["folder"] / "runs" / name / "final.pt").is_file()
