@@ -7,9 +7,11 @@ and selector never reach it. Two graphs can be exported:
   (sigmoid) and boxes [B, L, 4] (xyxy input pixels, clipped to the input), one row per
   location of every FPN level (P3 first, row-major). `postprocess` turns them into the
   detections `GFL.predict` gives.
-- post-processing inside (`StudentDetections`): one image [1, 3, H, W] -> boxes [N, 4],
-  scores [N], labels [N] after the score threshold, the per-level top-k, class-wise NMS
-  and `max_dets`, with boxes clipped to the input.
+- post-processing inside (`StudentDetections`): one image [1, 3, H, W] and its valid
+  size `image_size` [2] (int64 height, width in input pixels, before the padding) ->
+  boxes [N, 4], scores [N], labels [N] after the score threshold, the per-level top-k,
+  boxes clipped to `image_size`, class-wise NMS and `max_dets`: what `GFL.predict` gives
+  for that image, padded or not.
 
 Inputs are what the loader feeds the detector: RGB resized keeping the aspect ratio,
 scaled to [0, 1], normalised with the config's mean/std; any H and W (the trace keeps
@@ -147,23 +149,31 @@ class DenseStudent(nn.Module):
 
 
 class StudentDetections(nn.Module):
-    """Post-processing inside: one image [1, 3, H, W] -> (boxes [N, 4], scores [N],
-    labels [N]), the detector's own score threshold, NMS IoU and max_dets."""
+    """Post-processing inside: one image [1, 3, H, W] and its valid (height, width)
+    `image_size` [2] -> (boxes [N, 4], scores [N], labels [N]), with the detector's own
+    score threshold, NMS IoU and max_dets. Boxes are clipped to `image_size` before NMS,
+    as `GFL.predict` clips them to the image_sizes it is given: clipping to the padded
+    input instead would change the overlaps NMS sees."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         _require_gfl(detector)
         self.detector = detector
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor, image_size: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if not torch.jit.is_tracing() and images.shape[0] != 1:
             raise ValueError(f"StudentDetections takes one image, got a batch of {images.shape[0]}")
+        if not torch.jit.is_tracing() and tuple(image_size.shape) != (2,):
+            raise ValueError(
+                f"image_size must be [height, width], got a tensor of shape "
+                f"{list(image_size.shape)}"
+            )
         levels = level_outputs(self.detector, images)
         cfg = self.detector.cfg
         return select_detections(
             [scores[0] for scores, _ in levels],
             [boxes[0] for _, boxes in levels],
-            (images.shape[-2], images.shape[-1]),
+            (image_size[0], image_size[1]),
             cfg.score_thr,
             cfg.nms_iou,
             cfg.max_dets,
@@ -233,8 +243,14 @@ def postprocess_dense(
 
 Format = Literal["onnx", "torchscript"]
 
+IMAGE_SIZE_INPUT = (
+    "image_size [2] int64: the image's (height, width) in input pixels after resizing, "
+    "before the padding; boxes are clipped to it before NMS"
+)
 
-# ONNX input/output names with their dynamic axes, per graph
+
+# ONNX input/output names with their dynamic axes, per graph: first the inputs (as many
+# as the graph's forward takes), then the outputs
 DENSE_AXES = {
     "images": {0: "batch", 2: "height", 3: "width"},
     "scores": {0: "batch", 1: "locations"},
@@ -242,6 +258,7 @@ DENSE_AXES = {
 }
 DETECTION_AXES = {
     "images": {2: "height", 3: "width"},
+    "image_size": {},
     "boxes": {0: "detections"},
     "scores": {0: "detections"},
     "labels": {0: "detections"},
@@ -249,10 +266,14 @@ DETECTION_AXES = {
 
 
 def export_graph(
-    module: nn.Module, example: Tensor, path: Path, fmt: Format, axes: dict[str, dict[int, str]]
+    module: nn.Module,
+    examples: tuple[Tensor, ...],
+    path: Path,
+    fmt: Format,
+    axes: dict[str, dict[int, str]],
 ) -> None:
-    """Trace `module` on `example` and write it as TorchScript, or as ONNX with the named
-    inputs/outputs of `axes` (input first) and their dynamic axes."""
+    """Trace `module` on the inputs `examples` and write it as TorchScript, or as ONNX with
+    the named inputs then outputs of `axes` and their dynamic axes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
     with torch.no_grad(), warnings.catch_warnings():
@@ -263,18 +284,18 @@ def export_graph(
         # (see module doc) and `--format torchscript` still use it
         warnings.simplefilter("ignore", FutureWarning)
         if fmt == "torchscript":
-            torch.jit.trace(module, (example,), check_trace=False).save(str(path))
+            torch.jit.trace(module, examples, check_trace=False).save(str(path))
             return
         warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False, see module doc
         names = list(axes)
         torch.onnx.export(
             module,
-            (example,),
+            examples,
             str(path),
             dynamo=False,
             opset_version=ONNX_OPSET,
-            input_names=names[:1],
-            output_names=names[1:],
+            input_names=names[: len(examples)],
+            output_names=names[len(examples) :],
             dynamic_axes=axes,
         )
     import onnx
@@ -316,7 +337,7 @@ def export_student(
         module: nn.Module = StudentDetections(detector)
         axes = DETECTION_AXES
         outputs = {
-            "boxes": "[N, 4] xyxy input pixels",
+            "boxes": "[N, 4] xyxy input pixels, clipped to image_size",
             "scores": "[N]",
             "labels": "[N] int64 class index",
         }
@@ -328,7 +349,10 @@ def export_student(
             "boxes": "[B, L, 4] xyxy input pixels, clipped to the input",
         }
     height, width = (-(-s // aug.size_divisor) * aug.size_divisor for s in aug.image_size)
-    export_graph(module, torch.zeros(1, 3, height, width), out, fmt, axes)
+    examples: tuple[Tensor, ...] = (torch.zeros(1, 3, height, width),)
+    if nms == "inside":
+        examples += (torch.tensor([height, width]),)
+    export_graph(module, examples, out, fmt, axes)
     cfg = detector.cfg
     description = {
         "format": fmt,
@@ -340,6 +364,7 @@ def export_student(
         "input": "images [1 if nms inside else B, 3, H, W] float32 RGB, resized keeping the "
         "aspect ratio to fit preprocess.image_size (short, long), scaled to [0, 1], "
         "normalised with preprocess.mean/std, zero-padded at the bottom and right",
+        **({"image_size_input": IMAGE_SIZE_INPUT} if nms == "inside" else {}),
         "outputs": outputs,
         "preprocess": aug.model_dump(
             mode="json", include={"image_size", "mean", "std", "size_divisor"}

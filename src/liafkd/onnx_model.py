@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -70,6 +71,8 @@ class OnnxDetector(nn.Module):
         self.post = dict(description["postprocess"])
         self.nms = description.get("nms", "outside")
         self.graph_score_thr = float(self.post["score_thr"])
+        # exports before liafkd took the valid size as an input clip to the padded input
+        self.takes_image_size = "image_size" in {i.name for i in session.get_inputs()}
         if score_thr is not None:
             self.post["score_thr"] = score_thr
 
@@ -92,11 +95,12 @@ class OnnxDetector(nn.Module):
             )
         detections = []
         for i, (height, width) in enumerate(image_sizes):  # the graph takes one image
+            feed = {"images": batch[i : i + 1]}
+            if self.takes_image_size:
+                feed["image_size"] = np.array([height, width], dtype=np.int64)
             boxes, scores, labels = (
                 torch.from_numpy(out)
-                for out in self.session.run(
-                    ["boxes", "scores", "labels"], {"images": batch[i : i + 1]}
-                )
+                for out in self.session.run(["boxes", "scores", "labels"], feed)
             )
             keep = scores >= float(self.post["score_thr"])
             detections.append(

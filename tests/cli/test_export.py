@@ -103,15 +103,40 @@ def test_nms_inside_onnx_and_torchscript_equal_predict(exported, tiny_distill_ru
         str(exported["onnx", "inside"]), providers=["CPUExecutionProvider"]
     )
     scripted = load_torchscript(exported["torchscript", "inside"])
-    for shape in ((1, 3, 96, 160), (1, 3, 64, 128)):
+    # (input shape, the image's valid size): unpadded, and padded after resizing
+    for shape, size in (
+        ((1, 3, 96, 160), (96, 160)),
+        ((1, 3, 64, 128), (64, 128)),
+        ((1, 3, 96, 160), (70, 137)),
+        ((1, 3, 128, 96), (128, 75)),
+    ):
         x = images(*shape)
-        (reference,) = detector.predict(x)
+        (reference,) = detector.predict(x, [size])
         assert len(reference["scores"]) > 0
+        image_size = torch.tensor(size)
         assert_same_detections(
-            session.run(["boxes", "scores", "labels"], {"images": x.numpy()}), reference
+            session.run(None, {"images": x.numpy(), "image_size": image_size.numpy()}),
+            reference,
         )
         with torch.no_grad():
-            assert_same_detections(scripted(x), reference)
+            assert_same_detections(scripted(x, image_size), reference)
+
+
+def test_onnx_input_and_output_names_are_the_documented_ones(exported):
+    names = {}
+    for nms in ("outside", "inside"):
+        session = ort.InferenceSession(
+            str(exported["onnx", nms]), providers=["CPUExecutionProvider"]
+        )
+        names[nms] = (
+            [(i.name, i.type) for i in session.get_inputs()],
+            [o.name for o in session.get_outputs()],
+        )
+    assert names["outside"] == ([("images", "tensor(float)")], ["scores", "boxes"])
+    assert names["inside"] == (
+        [("images", "tensor(float)"), ("image_size", "tensor(int64)")],
+        ["boxes", "scores", "labels"],
+    )
 
 
 def test_torchscript_dense_equals_pytorch(exported, tiny_distill_runs):

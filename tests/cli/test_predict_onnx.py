@@ -55,7 +55,11 @@ def setup(tmp_path_factory):
 
 
 def predictions(root: Path, model: Path, out: str, *extra: str) -> list[dict]:
-    argv = ["predict", str(model), str(root / "a.png"), str(root / "b.png")]
+    """Detections on the three images: c.png (70x100) resizes to 96x137 and is padded to
+    96x160, where clipping boxes to the padded input rather than to the image changes
+    which overlapping boxes NMS keeps."""
+    images = [str(root / name) for name in ("a.png", "b.png", "c.png")]
+    argv = ["predict", str(model), *images]
     assert main(argv + ["--out", str(root / out), *extra]) == 0
     return json.loads((root / out).read_text())
 

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "teacher, adapters or selector. `--nms outside` (default) gives a graph images "
         "[B,3,H,W] -> scores [B,L,K], boxes [B,L,4] before NMS (post-process with "
         "liafkd.export.postprocess or your own code); `--nms inside` gives one image "
-        "[1,3,H,W] -> boxes [N,4], scores [N], labels [N] after threshold and NMS. "
+        "images [1,3,H,W] and its size before padding image_size [2] (int64 height, width "
+        "in input pixels; boxes are clipped to it before NMS) -> boxes [N,4], scores [N], "
+        "labels [N] after threshold and NMS. "
         "A description (classes, preprocessing, outputs, post-processing) is written beside "
         "it as OUT.json and, for ONNX, into the model's own metadata_props['liafkd'] (JSON), "
         "so `liafkd predict OUT.onnx` and plain onnxruntime need nothing else.",
