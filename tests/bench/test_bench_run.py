@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -98,6 +99,16 @@ def test_every_run_has_a_results_line(bench_done):
     weights = liaf["instance_weights"]
     assert weights["all"]["n"] == sum(b["n"] for b in weights["by_size"].values()) > 0
     assert sum(b["n"] for b in weights["by_occlusion"].values()) == weights["all"]["n"]
+
+
+def test_records_name_the_teacher_checkpoint(bench_done):
+    (teacher,) = records(bench_done, "teacher")
+    checkpoint = plan_teacher(load_bench(bench_done), "synth").checkpoint
+    assert teacher["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    for kind in ("run", "cost"):
+        assert {r["teacher_sha256"] for r in records(bench_done, kind)} == {
+            teacher["checkpoint_sha256"]
+        }
 
 
 def test_reports_and_plots(bench_done):

@@ -284,6 +284,26 @@ def teacher_curve(results: BenchResults, dataset: str) -> str:
     return f"Teacher validation AP by epoch: {curve}.{gain}"
 
 
+def teacher_identity(results: BenchResults, dataset: str) -> str:
+    """Which teacher checkpoint (sha256) the rows were distilled from, as recorded: a
+    table mixing two teachers is not a paired comparison."""
+    runs = [run for seeds in results.runs.get(dataset, {}).values() for run in seeds.values()]
+    shas = sorted({r["teacher_sha256"] for r in runs if r.get("teacher_sha256")})
+    unrecorded = sum(1 for r in runs if not r.get("teacher_sha256"))
+    if len(shas) > 1:
+        named = ", ".join(sha[:16] for sha in shas)
+        return (
+            f"Warning: these rows were distilled from {len(shas)} different teacher "
+            f"checkpoints (sha256 {named}); their differences are not paired comparisons."
+        )
+    if unrecorded:
+        return (
+            f"The teacher identity of {unrecorded} of {len(runs)} rows is unrecorded "
+            "(written before the bench recorded its teacher checkpoint's sha256)."
+        )
+    return f"Every row was distilled from one teacher checkpoint (sha256 prefix {shas[0][:16]})."
+
+
 def comparison_table(results: BenchResults, dataset: str) -> Table | None:
     """The bench's `comparisons`: paired per-seed deltas between two methods."""
     runs = results.runs[dataset]
@@ -447,6 +467,7 @@ def report_sections(
             curve = teacher_curve(results, dataset)
             if curve:
                 section.text(curve)
+            section.text(teacher_identity(results, dataset))
             pairs = comparison_table(results, dataset)
             if pairs is not None:
                 section.table(COMPARISONS_CAPTION, pairs)

@@ -12,11 +12,19 @@ line, keyed by a hash of what the line depends on:
 A unit of work is done when its line exists; a run without a line resumes from its
 own newest checkpoint (`resume="latest"`), so an interrupted bench continues where
 it stopped. Checkpoints and the generated experiment YAMLs live in WORK_DIR.
+
+The teacher record and every run record carry the sha256 of the teacher checkpoint
+(`checkpoint_sha256`, `teacher_sha256`). Training on CPU is not bit-reproducible across
+machines, so a teacher retrained from the same config (a later session, a fresh work
+tree) is another teacher under the same key: before training any student, the bench
+refuses (TeacherMismatch) when the recorded rows name another checkpoint than the one
+in WORK_DIR. Rows written before this was recorded are of unknown teacher: a warning.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -41,6 +49,7 @@ from liafkd.bench.config import (
 )
 from liafkd.bench.report import write_reports
 from liafkd.bench.results import RESULTS_FILE, append_result, latest_by_key, read_results
+from liafkd.config import ConfigError
 from liafkd.data.formats.layout import describe_split
 from liafkd.outputs import write_text_atomic
 
@@ -203,11 +212,22 @@ def portable_data(bench: LoadedBench, dataset: str) -> dict[str, Any]:
 
 
 def file_digest(path: Path) -> str:
+    return file_sha256(path)[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read once per process while its size and mtime hold."""
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def plan_teacher(bench: LoadedBench, dataset: str) -> TeacherRun:
@@ -377,6 +397,23 @@ def _moments(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "sum": sum(values), "sum_sq": sum(v * v for v in values)}
 
 
+# --- teacher identity ----------------------------------------------------------------
+
+
+class TeacherMismatch(ConfigError):
+    """The recorded rows were distilled from another teacher checkpoint than WORK_DIR's."""
+
+
+def last_val_ap(run_dir: Path) -> float | None:
+    """The last validation AP a training run logged (None when it logged none)."""
+    curve = validation_curve(epoch_records(run_dir))
+    return curve[-1]["AP"] if curve else None
+
+
+def fmt_ap(ap: float | None) -> str:
+    return "unknown" if ap is None else f"{100 * ap:.1f}"
+
+
 # --- executing -----------------------------------------------------------------------
 
 
@@ -389,6 +426,9 @@ class BenchRunner:
         self.results_path = bench.output_dir / RESULTS_FILE
         self.done = latest_by_key(read_results(self.results_path))
         self.versions = versions()
+        # per dataset: the sha256 and val AP of the teacher checkpoint this process uses
+        self.teacher_in_use: dict[str, tuple[str, float | None]] = {}
+        self.warned_unrecorded: set[str] = set()
 
     def record(self, record: dict[str, Any]) -> None:
         record = {**record, "bench": self.bench.cfg.name, "finished_at": now()}
@@ -425,13 +465,18 @@ class BenchRunner:
             if teacher.key not in self.done or (
                 (pending or need_cost) and not teacher.checkpoint.is_file()
             ):
-                self.prepare_teacher(teacher)
+                self.prepare_teacher(teacher, runs)
+            elif pending or need_cost:
+                here = (file_sha256(teacher.checkpoint), last_val_ap(teacher.checkpoint.parent))
+                self.use_teacher(teacher, runs, *here)
             for number, spec in enumerate(runs, start=1):
                 where = f"[{dataset} {number}/{len(runs)}] {spec.method.name} seed {spec.seed}"
                 if not wanted(spec):
                     continue
                 with claim(spec.output_dir) as mine:
                     self.refresh()
+                    if dataset in self.teacher_in_use:  # else nothing of it is pending
+                        self.use_teacher(teacher, runs, *self.teacher_in_use[dataset])
                     if spec.key in self.done:
                         self.log(f"{where}: done, skipped")
                         continue
@@ -474,20 +519,34 @@ class BenchRunner:
         if key not in self.done:
             self.record({"kind": "bench", "key": key, **description})
 
-    def prepare_teacher(self, teacher: TeacherRun) -> None:
+    def prepare_teacher(self, teacher: TeacherRun, runs: list[RunSpec]) -> None:
+        """Train (unless given) and evaluate the teacher; refuses before recording it
+        when rows of its key were distilled from another checkpoint."""
         spec = self.bench.teachers[teacher.dataset]
         tic = time.perf_counter()
         if not spec.is_trained:
             from liafkd.engine.runs import train_detector
 
+            recorded = (self.done.get(teacher.key) or {}).get("checkpoint_sha256")
+            if recorded and not teacher.checkpoint.is_file():
+                self.log(
+                    f"warning: [{teacher.dataset}] {self.results_path} records a teacher of "
+                    f"sha256 {recorded}, and {teacher.checkpoint} is missing: retraining it. "
+                    "Unless training reproduces it bit for bit, the bench will refuse to "
+                    "mix its students with the recorded ones; stop now and restore that "
+                    "checkpoint to skip the retraining."
+                )
             self.log(f"[{teacher.dataset}] teacher: training {teacher.config}")
             train_detector(str(teacher.config), [], resume="latest")
         self.log(f"[{teacher.dataset}] teacher: evaluating {teacher.checkpoint}")
         metrics = evaluate(teacher.config, teacher.checkpoint)
+        sha256 = file_sha256(teacher.checkpoint)
+        self.use_teacher(teacher, runs, sha256, metrics.get("AP"))
         record = {
             "kind": "teacher",
             "key": teacher.key,
             "dataset": teacher.dataset,
+            "checkpoint_sha256": sha256,
             "model": yaml.safe_load(teacher.config.read_text())["model"],
             "metrics": metrics,
             "timings": {"wall_s": time.perf_counter() - tic},
@@ -498,6 +557,66 @@ class BenchRunner:
             record["epochs"] = validation_curve(records)
             record["timings"] |= training_timings(records)
         self.record(record)
+
+    def use_teacher(
+        self, teacher: TeacherRun, runs: list[RunSpec], sha256: str, ap: float | None
+    ) -> None:
+        """Use the checkpoint of `sha256` for `teacher`'s rows: refuses (TeacherMismatch)
+        when recorded rows of its key name another checkpoint, warns once about rows
+        that name none (written before the bench recorded it)."""
+        record = self.done.get(teacher.key)
+        rows = [(record, record.get("checkpoint_sha256"))] if record else []
+        recorded_runs = [self.done[r.key] for r in runs if r.key in self.done]
+        rows += [(r, r.get("teacher_sha256")) for r in recorded_runs]
+        others = sorted({sha for _, sha in rows if sha is not None and sha != sha256})
+        if others:
+            raise TeacherMismatch(self.mismatch_message(teacher, rows, others, sha256, ap))
+        unrecorded = [r for r, sha in rows if sha is None and r.get("kind") == "run"]
+        if unrecorded and teacher.dataset not in self.warned_unrecorded:
+            self.warned_unrecorded.add(teacher.dataset)
+            self.log(
+                f"warning: [{teacher.dataset}] {len(unrecorded)} run rows of "
+                f"{self.results_path} do not record their teacher's sha256 (written before "
+                "the bench recorded it): whether they were distilled from the teacher at "
+                f"{teacher.checkpoint} (sha256 {sha256}) is unknown. A teacher retrained in "
+                "another session or on another machine is another teacher."
+            )
+        self.teacher_in_use[teacher.dataset] = (sha256, ap)
+
+    def mismatch_message(
+        self,
+        teacher: TeacherRun,
+        rows: list[tuple[dict[str, Any], str | None]],
+        others: list[str],
+        sha256: str,
+        ap: float | None,
+    ) -> str:
+        record = self.done.get(teacher.key) or {}
+        lines = [
+            f"{self.results_path}: dataset `{teacher.dataset}`: the recorded rows were "
+            "distilled from another teacher than the one this bench would use now.",
+        ]
+        for other in others:
+            runs = sum(1 for r, sha in rows if sha == other and r.get("kind") == "run")
+            recorded_ap = None
+            if record.get("checkpoint_sha256") == other:
+                recorded_ap = record.get("metrics", {}).get("AP")
+            lines.append(
+                f"  recorded: teacher sha256 {other} (val AP {fmt_ap(recorded_ap)}), {runs} runs"
+            )
+        lines.append(
+            f"  here:     teacher sha256 {sha256} (val AP {fmt_ap(ap)}), {teacher.checkpoint}"
+        )
+        lines.append(
+            "Training on CPU is not bit-reproducible across machines: a teacher retrained "
+            "from the same config is another teacher, and students of two teachers do not "
+            "pair in one table. Stopped before training a student. Either restore the "
+            f"recorded teacher's checkpoint (the file of sha256 {others[0]}) to "
+            f"{teacher.checkpoint}, replacing the file there, and run the same command "
+            "again, or start the bench in a new output folder: "
+            "`liafkd bench CONFIG --out NEW_FOLDER`."
+        )
+        return "\n".join(lines)
 
     def execute(self, spec: RunSpec) -> None:
         from liafkd.engine import runs
@@ -519,6 +638,7 @@ class BenchRunner:
                 "base_method": spec.method.method,
                 "options": spec.method.options,
                 "seed": spec.seed,
+                "teacher_sha256": self.teacher_in_use[spec.dataset][0],
                 "metrics": metrics,
                 "epochs": validation_curve(records),
                 "instance_weights": instance_weight_summary(spec.output_dir),
@@ -556,6 +676,7 @@ class BenchRunner:
             "kind": "cost",
             "key": key,
             "dataset": dataset,
+            "teacher_sha256": self.teacher_in_use[dataset][0],
             **result,
             "versions": self.versions,
         }
