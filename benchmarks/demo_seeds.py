@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from liafkd.engine.demo import TEACHER_SHA256
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "demo" / "results.json"
 REQUIRED_GAIN_AP = 0.02  # liaf at least 2 AP points above none on every seed
@@ -80,7 +82,9 @@ def run_demo(seed: int, threads: int | None, out: Path) -> dict:
     ap = {r["run"]: r["AP"] for r in demo["rows"]}
     return {
         "seed": seed,
-        "recipe": {k: demo["args"][k] for k in ("images", "epochs")},
+        # the demo refuses a teacher file whose sha256 is not this one
+        "recipe": {k: demo["args"][k] for k in ("images", "epochs")}
+        | {"teacher_sha256": TEACHER_SHA256},
         "threads": threads if threads is not None else "default",
         "AP": {"teacher": ap["teacher"], "none": ap["student_none"], "liaf": ap["student_liaf"]},
         "liaf_minus_none_AP": ap["student_liaf"] - ap["student_none"],

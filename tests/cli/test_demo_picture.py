@@ -40,6 +40,17 @@ def test_shipped_teacher_matches_its_sha256():
     assert demo.verify_shipped_teacher() == demo.TEACHER_WEIGHTS
 
 
+def test_shipped_teacher_files_are_one_run():
+    # SHA256SUMS, the log and the config beside final.pt describe that file's run
+    sums = (demo.ASSET_DIR / "SHA256SUMS").read_text().split()
+    assert sums == [demo.TEACHER_SHA256, "final.pt"]
+    log = [json.loads(line) for line in (demo.ASSET_DIR / "metrics.jsonl").open()]
+    epochs = [r for r in log if r["type"] == "epoch"]
+    assert epochs[-1]["epoch"] == demo.shipped_teacher_config()["train"]["schedule"]["epochs"]
+    summary = json.loads((demo.ASSET_DIR / "summary.json").read_text())
+    assert summary["final"]["AP"] == epochs[-1]["val"]["AP"]
+
+
 def test_a_changed_teacher_file_is_refused(tmp_path):
     copy = tmp_path / "final.pt"
     shutil.copyfile(demo.TEACHER_WEIGHTS, copy)

@@ -23,7 +23,7 @@ ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo_teacher"
 TEACHER_CONFIG = ASSET_DIR / "teacher.yaml"
 TEACHER_WEIGHTS = ASSET_DIR / "final.pt"
 # sha256 of TEACHER_WEIGHTS as `liafkd train` wrote it (assets/demo_teacher/SHA256SUMS)
-TEACHER_SHA256 = "f68e4315b7eeb1299a60ca77bf5fa2729d411d58c01375856c83d47ac0a8dfd3"
+TEACHER_SHA256 = "acf09c7ebffbe8ca1345fd9d407249bcbac70cff124fbe97b8258cf9865cc3fc"
 DEMO_SYNTH_SEED = 0  # the demo's own images; the teacher's set uses another seed
 STUDENT_MODEL = {"depth": 18, "width": 8, "fpn_channels": 32, "head_convs": 2, "head_channels": 32}
 RUN_NAMES = ("teacher", "student_none", "student_liaf")
