@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=None, help="passed to liafkd demo")
     p.add_argument(
+        "--epochs", type=int, default=None, help="passed to liafkd demo (default: the demo's)"
+    )
+    p.add_argument(
         "--time-only",
         action="store_true",
         help="record the wall time (in `timings`) but leave the AP records alone",
@@ -65,11 +68,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_demo(seed: int, threads: int | None, out: Path) -> dict:
+def run_demo(seed: int, threads: int | None, out: Path, epochs: int | None = None) -> dict:
     """One `liafkd demo` in its own process; its rows, wall time and the load around it."""
     command = [sys.executable, "-m", "liafkd", "demo", "--out", str(out), "--seed", str(seed)]
     if threads is not None:
         command += ["--threads", str(threads)]
+    if epochs is not None:
+        command += ["--epochs", str(epochs)]
     load_before = os.getloadavg()
     tic = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -140,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) / stamp
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [
-            pool.submit(run_demo, seed, args.threads, work / f"seed{seed}") for seed in args.seeds
+            pool.submit(run_demo, seed, args.threads, work / f"seed{seed}", args.epochs)
+            for seed in args.seeds
         ]
         records = [future.result() for future in futures]
     for record in records:
