@@ -279,15 +279,7 @@ class CoopLIAF(LIAF):
         errors = self.level_errors(inputs)
         _, bg = fg_bg_losses(errors, masks, inputs.batch_size)
         weights, per_instance, terms = self._filter(inputs, masks, errors)
-        losses = {
-            "loss_liaf_fg": self.alpha_fg * (weights * per_instance).sum(),
-            "loss_liaf_bg": self.beta_bg * bg,
-            "loss_liaf_att": self.gamma_att * self.attention_term(inputs),
-        }
-        if self.delta_global > 0:
-            losses["loss_liaf_global"] = self.delta_global * self.global_term(inputs)
-        losses.update(terms)
-        return losses
+        return self.imitation_losses(inputs, weights * per_instance, bg) | terms
 
     def _filter(
         self, inputs: DistillInputs, masks: list[LevelMasks], errors: list[Tensor]

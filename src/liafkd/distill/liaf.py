@@ -136,14 +136,7 @@ class LIAF(WeightLogged, FocalImitation):
         _, bg = fg_bg_losses(errors, masks, inputs.batch_size)
         per_instance = instance_losses(errors, masks, inputs.batch_size)
         weights, selector_terms = self._select(inputs, masks, per_instance)
-        losses = {
-            "loss_liaf_fg": self.alpha_fg * (weights * per_instance).sum(),
-            "loss_liaf_bg": self.beta_bg * bg,
-            "loss_liaf_att": self.gamma_att * self.attention_term(inputs),
-        }
-        if self.delta_global > 0:
-            losses["loss_liaf_global"] = self.delta_global * self.global_term(inputs)
-        losses.update(selector_terms)
+        losses = self.imitation_losses(inputs, weights * per_instance, bg) | selector_terms
         # lam 0: every weight is 1, so LD and CrossKD run as they do alone
         location_weights = None
         if self.selector is not None and (self.ld is not None or self.crosskd is not None):
@@ -152,6 +145,19 @@ class LIAF(WeightLogged, FocalImitation):
             losses["loss_liaf_ld"] = self.ld.loss(inputs, location_weights)
         if self.crosskd is not None:
             losses.update(self.crosskd.prediction_losses(inputs, location_weights))
+        return losses
+
+    def imitation_losses(
+        self, inputs: DistillInputs, weighted_fg: Tensor, bg: Tensor
+    ) -> dict[str, Tensor]:
+        """The fg (per-instance terms already weighted), bg, attention and global terms."""
+        losses = {
+            "loss_liaf_fg": self.alpha_fg * weighted_fg.sum(),
+            "loss_liaf_bg": self.beta_bg * bg,
+            "loss_liaf_att": self.gamma_att * self.attention_term(inputs),
+        }
+        if self.delta_global > 0:
+            losses["loss_liaf_global"] = self.delta_global * self.global_term(inputs)
         return losses
 
     def _select(
