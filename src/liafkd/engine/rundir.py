@@ -32,7 +32,6 @@ from pathlib import Path
 from liafkd.config import ConfigError
 from liafkd.outputs import (
     RUN_OWN_FILES,
-    TMP_FILE,
     Input,
     Output,
     OutputPathError,
@@ -66,24 +65,20 @@ def is_finished(folder: Path) -> bool:
 
 def clear_run(folder: Path) -> tuple[list[str], list[str]]:
     """Delete the files the run wrote (RUN_OWN_FILES, and the temporary files of an
-    interrupted write); never anything else. Returns (what was deleted, the files kept
-    in the run's sub-folders because liafkd did not write them)."""
+    interrupted write: run_own_files lists both); never anything else. Returns (what was
+    deleted, the files kept in the run's sub-folders because liafkd did not write them)."""
     removed = run_files(folder)
     for path in run_own_files(folder):
         path.unlink()
     kept = []
     for sub in RUN_OWN_FILES:
-        where = folder / sub if sub else folder
-        if not where.is_dir():
+        where = folder / sub
+        if not sub or not where.is_dir():
             continue
-        for path in where.iterdir():
-            if path.is_file() and TMP_FILE.fullmatch(path.name) and is_run_own_file(path):
-                path.unlink()
-        if sub:
-            files = (p for p in where.rglob("*") if p.is_file())
-            kept += sorted(p.relative_to(folder).as_posix() for p in files)
-            if not any(where.iterdir()):
-                where.rmdir()
+        files = (p for p in where.rglob("*") if p.is_file())
+        kept += sorted(p.relative_to(folder).as_posix() for p in files)
+        if not any(where.iterdir()):
+            where.rmdir()
     return removed, kept
 
 
