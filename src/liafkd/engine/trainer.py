@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import signal
 import time
@@ -346,12 +345,7 @@ class Trainer:
             self.state.log_lines = keep
         if keep >= len(lines) and all(line.endswith("\n") for line in lines):
             return
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tmp.open("w") as f:
-            f.writelines(lines[:keep])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(lines[:keep]))
         if len(lines) > keep:
             print(f"{path}: dropped {len(lines) - keep} line(s) logged after the checkpoint")
 
