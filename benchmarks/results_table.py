@@ -2,6 +2,7 @@
 
     python benchmarks/results_table.py bccd|retinanet|demo|ld_diagnosis [--readme README.md]
     python benchmarks/results_table.py standing --readme README.md   # the ranking benches
+    python benchmarks/results_table.py mechanism_altered --readme docs/benchmarks.md
 
 Prints the markdown table of one results set; with --readme, replaces the text between
 `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` in the README.
@@ -116,12 +117,22 @@ def standing(page_dir: Path) -> str:
     return standing_table([RESULTS.parent / name for name in RANKING_BENCHES], page_dir)
 
 
+def mechanism_altered() -> str:
+    """cpu-mechanism's weights on the altered and the clean instances, from the file
+    `python -m liafkd.bench.mechanism benchmarks/cpu-mechanism` wrote."""
+    from liafkd.bench.mechanism import OUTPUT_FILE, separation_table
+
+    path = RESULTS.parent / "cpu-mechanism" / OUTPUT_FILE
+    return separation_table(json.loads(path.read_text()))
+
+
 TABLES = {
     "bccd": bccd,
     "retinanet": retinanet,
     "demo": demo,
     "ld_diagnosis": ld_diagnosis,
     "standing": standing,
+    "mechanism_altered": mechanism_altered,
 }
 
 if __name__ == "__main__":

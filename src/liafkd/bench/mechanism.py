@@ -1,0 +1,156 @@
+"""Does a selector find the instances a mechanism bench altered? Its weights on the
+altered and the clean instances, read from the runs' instance dumps.
+
+    python -m liafkd.bench.mechanism OUTPUT_DIR      (e.g. benchmarks/cpu-mechanism)
+
+For every row of the bench's results whose options carry a `teacher_corruption` and
+whose run folder still holds its instance dumps (runs/.../instances/epoch_N.jsonl, the
+last epoch), the altered flag of each instance is recomputed from the corruption's hash,
+here, after training (the selector never sees it), and the row gets, per seed:
+
+- the mean weight of the clean and of the altered instances,
+- AUC = P(weight of a clean instance > weight of an altered one), ties counting half:
+  1.0 is the oracle's separation, 0.5 none (uniform weights), below 0.5 the wrong way.
+
+It writes OUTPUT_DIR/altered_weights.json; `benchmarks/results_table.py altered` renders
+it. Which instance of an image a dump line is: its position among the image's lines,
+which the dump writes in target order (the oracle's own dump, whose weights are exactly
+the flags, is the check: AUC 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from liafkd.bench.results import load_results
+from liafkd.bench.stats import summarize
+from liafkd.distill.corruption import TeacherCorruption
+from liafkd.outputs import write_text_atomic
+
+OUTPUT_FILE = "altered_weights.json"
+
+
+def instance_indices(image_ids: list[int]) -> list[int]:
+    """Each line's index within its image: consecutive lines of one image count 0, 1, ..."""
+    indices = []
+    previous = None
+    for image_id in image_ids:
+        indices.append(indices[-1] + 1 if image_id == previous else 0)
+        previous = image_id
+    return indices
+
+
+def separation_auc(clean: list[float], altered: list[float]) -> float | None:
+    """P(a clean weight > an altered weight), ties half; None when a side is empty."""
+    if not clean or not altered:
+        return None
+    ranked = sorted(altered)
+    wins = 0.0
+    for value in clean:
+        below = bisect.bisect_left(ranked, value)
+        ties = bisect.bisect_right(ranked, value) - below
+        wins += below + 0.5 * ties
+    return wins / (len(clean) * len(altered))
+
+
+def last_dump(run_dir: Path) -> Path | None:
+    dumps = sorted(
+        (run_dir / "instances").glob("epoch_*.jsonl"), key=lambda p: int(p.stem.split("_")[1])
+    )
+    return dumps[-1] if dumps else None
+
+
+def dump_separation(dump: Path, corruption: TeacherCorruption) -> dict[str, Any]:
+    """Mean weights of the clean and altered instances of one dump, and their AUC."""
+    rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
+    image_ids = [int(r["image_id"]) for r in rows]
+    flags = [
+        corruption.is_altered(image_id, index)
+        for image_id, index in zip(image_ids, instance_indices(image_ids), strict=True)
+    ]
+    clean = [float(r["weight"]) for r, altered in zip(rows, flags, strict=True) if not altered]
+    altered = [float(r["weight"]) for r, flag in zip(rows, flags, strict=True) if flag]
+    return {
+        "epoch": int(dump.stem.split("_")[1]),
+        "clean": len(clean),
+        "altered": len(altered),
+        "clean_mean": statistics.fmean(clean) if clean else None,
+        "altered_mean": statistics.fmean(altered) if altered else None,
+        "auc": separation_auc(clean, altered),
+    }
+
+
+def altered_weights(output_dir: Path, runs_root: Path = Path(".")) -> dict[str, Any]:
+    """Per row with a teacher corruption and instance weights, per seed, the separation
+    of its last dump; runs whose folder is gone are listed under `missing`."""
+    results = load_results(output_dir)
+    rows: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    for dataset in results.datasets():
+        for method in results.methods(dataset):
+            for seed, run in sorted(results.runs[dataset][method].items()):
+                options = run.get("options") or {}
+                if "teacher_corruption" not in options:
+                    continue
+                run_dir = runs_root / run["run_dir"]
+                if not run_dir.is_dir():
+                    missing.append(f"{method} seed {seed}: {run['run_dir']}")
+                    continue
+                dump = last_dump(run_dir)
+                if dump is None:  # no learnt weights to dump (uniform, FGD, AID)
+                    continue
+                corruption = TeacherCorruption(**options["teacher_corruption"])
+                per_seed = rows.setdefault(method, {})
+                per_seed[str(seed)] = dump_separation(dump, corruption)
+    return {"bench": results.name, "rows": rows, "missing": missing}
+
+
+def separation_table(summary: dict[str, Any]) -> str:
+    """Markdown: per row, the mean over seeds (± std) of each side's mean weight and of
+    the AUC."""
+    lines = [
+        "| row | seeds | mean weight, clean | mean weight, altered | AUC (clean > altered) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for method, per_seed in summary["rows"].items():
+        cells = []
+        for field in ("clean_mean", "altered_mean", "auc"):
+            s = summarize(seed[field] for seed in per_seed.values())
+            cells.append("-" if s is None else _mean_std(s.mean, s.std))
+        lines.append(f"| `{method}` | {len(per_seed)} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _mean_std(mean: float, std: float | None) -> str:
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output_dir", type=Path, help="the bench's output_dir")
+    parser.add_argument(
+        "--runs-root", type=Path, default=Path("."), help="what run_dir paths are relative to"
+    )
+    args = parser.parse_args(argv)
+    summary = altered_weights(args.output_dir, args.runs_root)
+    if not summary["rows"]:
+        print(f"{args.output_dir}: no row with a teacher corruption and its instance dumps")
+        return 1
+    for line in summary["missing"]:
+        print(f"run folder gone, skipped: {line}")
+    path = args.output_dir / OUTPUT_FILE
+    write_text_atomic(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    for method, per_seed in summary["rows"].items():
+        aucs = [s["auc"] for s in per_seed.values() if s["auc"] is not None]
+        print(f"{method}: AUC {statistics.fmean(aucs):.3f} over {len(aucs)} seeds")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
