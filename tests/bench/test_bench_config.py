@@ -45,6 +45,8 @@ LIVE = {
     "cpu-synthetic-v2",
     "cpu-synthetic-v2-tune",
     "cpu-bccd-v2",
+    "cpu-bccd-rank",
+    "cpu-mechanism",
     "gpu-coco",
     "gpu-kitti",
 }

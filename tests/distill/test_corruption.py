@@ -156,6 +156,28 @@ def test_only_the_oracle_holds_it():
     assert built.needs == frozenset({"feats"})
 
 
+def test_the_skip_seed_control_skips_as_many_instances_but_not_the_altered_ones():
+    block = {
+        "method": "liaf",
+        "teacher": TEACHER,
+        "teacher_corruption": CORRUPTION,
+        "liaf": {"selector": {"objective": "oracle", "oracle_skip_seed": 7}},
+    }
+    control = build_method(load_distill_config(block, "exp.yaml"), 16, 5)
+    assert isinstance(control, OracleLIAF)
+    altered = TeacherCorruption(**CORRUPTION)
+    assert (control.corruption.fraction, control.corruption.seed) == (0.3, 7)
+    pairs = [(image, index) for image in range(400) for index in range(3)]
+    skipped = {p for p in pairs if control.corruption.is_altered(*p)}
+    hit = {p for p in pairs if altered.is_altered(*p)}
+    assert abs(len(skipped) / len(pairs) - 0.3) < 0.05  # the same share...
+    assert abs(len(skipped & hit) / len(skipped) - 0.3) < 0.06  # ...independent of which
+    other = {"method": "liaf", "teacher": TEACHER, "teacher_corruption": CORRUPTION}
+    other["liaf"] = {"selector": {"lam": 0.5, "oracle_skip_seed": 7}}
+    with pytest.raises(ValueError, match="oracle_skip_seed: set with objective 'joint'"):
+        load_distill_config(other, "exp.yaml")
+
+
 TINY = {"depth": 18, "width": 8, "fpn_channels": 16, "head_convs": 1, "head_channels": 16}
 
 

@@ -153,6 +153,9 @@ class SelectorConfig(StrictModel):
     canonical_size: float = Field(default=224.0, gt=0)
     roi_size: int = Field(default=7, ge=1)
     coop: CoopConfig = Field(default_factory=CoopConfig)  # objective coop only
+    # oracle only, a control: skip the same share of instances drawn by this hash seed
+    # instead of the altered ones (as much imitation removed, none of it chosen)
+    oracle_skip_seed: int | None = None
 
     @model_validator(mode="after")
     def _coop_knobs_need_coop(self) -> SelectorConfig:
@@ -162,6 +165,14 @@ class SelectorConfig(StrictModel):
             raise ValueError(
                 "objective 'coop' with lam 0: every instance would weigh 1. Set "
                 "distill.liaf.selector.lam above 0 (e.g. 1.0)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _skip_seed_needs_oracle(self) -> SelectorConfig:
+        if self.oracle_skip_seed is not None and self.objective != "oracle":
+            raise ValueError(
+                f"oracle_skip_seed: set with objective {self.objective!r}, used by 'oracle' only"
             )
         return self
 

@@ -21,7 +21,10 @@ Only two things receive the `TeacherCorruption`: the training module, which appl
 to the teacher (`corrupted_teacher`), and `OracleLIAF` (objective `oracle`), which
 gives weight 0 to exactly the altered instances and 1 to every other. No field of
 DistillInputs carries it and the targets are left as they are, so no other method or
-selector can read which instances were altered.
+selector can read which instances were altered. With `selector.oracle_skip_seed` the
+oracle row becomes its own control: weight 0 on a share of the same size drawn by
+another hash seed, so as much imitation is removed without choosing the altered
+instances.
 """
 
 from __future__ import annotations

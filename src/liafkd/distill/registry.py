@@ -61,6 +61,9 @@ def _liaf_method(cfg: DistillConfig, channels: int, num_levels: int) -> LIAF:
         return _liaf(cfg.liaf, channels, num_levels, None, kind=CoopLIAF, **coop)
     if objective == "oracle":
         corruption = TeacherCorruption(**cfg.teacher_corruption.model_dump())
+        skip_seed = cfg.liaf.selector.oracle_skip_seed
+        if skip_seed is not None:  # the control: a share of the same size, not chosen
+            corruption = TeacherCorruption(corruption.fraction, skip_seed, corruption.strength)
         return _liaf(cfg.liaf, channels, num_levels, None, kind=OracleLIAF, corruption=corruption)
     return _liaf(cfg.liaf, channels, num_levels, None)
 
