@@ -10,6 +10,7 @@
 #   bash benchmarks/gpu_rank.sh OUT_DIR --stage run       # the 160 runs, then the reports
 #   bash benchmarks/gpu_rank.sh OUT_DIR --tiny            # a few minutes on CPU
 #   bash benchmarks/gpu_rank.sh OUT_DIR --dry-run         # the configs and commands only
+#   bash benchmarks/gpu_rank.sh OUT_DIR --selector liaf-coop   # coop as the learnt row
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: gpu_rank.sh OUT_DIR [--stage all|prepare|run] [--tiny] [--dry-run] [...]}"
