@@ -45,8 +45,9 @@ def test_separation_auc_is_the_pairwise_count(clean, altered):
     assert abs(separation_auc(clean, altered) - sum(pairs) / len(pairs)) < 1e-12
 
 
-def write_run(root: Path, name: str, weight_of, epochs: int = 2) -> str:
-    """A run folder whose dumps weigh each instance by weight_of(altered flag)."""
+def write_run(root: Path, name: str, weight_of, epochs: int = 2, target_of=None) -> str:
+    """A run folder whose dumps weigh each instance by weight_of(altered flag) (and give
+    it the trust target target_of(flag), as coop's dumps do)."""
     corruption = TeacherCorruption(**CORRUPTION)
     folder = root / "runs" / name / "instances"
     folder.mkdir(parents=True)
@@ -55,7 +56,10 @@ def write_run(root: Path, name: str, weight_of, epochs: int = 2) -> str:
         for image_id in range(20):
             for index in range(3):
                 flag = corruption.is_altered(image_id, index)
-                lines.append(json.dumps({"image_id": image_id, "weight": weight_of(flag)}))
+                line = {"image_id": image_id, "weight": weight_of(flag)}
+                if target_of is not None:
+                    line["target"] = target_of(flag)
+                lines.append(json.dumps(line))
         (folder / f"epoch_{epoch}.jsonl").write_text("\n".join(lines) + "\n")
     return f"runs/{name}"
 
@@ -79,7 +83,11 @@ def make_bench(root: Path) -> Path:
     records = [
         run_record("oracle", 0, write_run(root, "oracle-s0", lambda f: 0.0 if f else 1.0)),
         run_record("oracle", 1, write_run(root, "oracle-s1", lambda f: 0.0 if f else 1.0)),
-        run_record("backwards", 0, write_run(root, "backwards-s0", lambda f: 2.0 if f else 0.5)),
+        run_record(
+            "backwards",
+            0,
+            write_run(root, "backwards-s0", lambda f: 2.0 if f else 0.5, target_of=lambda f: 1.0),
+        ),
         run_record("aid", 0, "runs/aid-s0"),
         run_record("gone", 0, "runs/gone-s0"),
         run_record("none", 0, write_run(root, "none-s0", lambda f: 1.0), corrupt=False),
@@ -104,10 +112,12 @@ def test_the_oracle_separates_fully_and_a_backwards_weighting_inverts(tmp_path):
         0.5,
         2.0,
     )
+    assert backwards["target_auc"] == 0.5  # a constant target separates nothing
+    assert summary["rows"]["oracle"]["0"]["target_auc"] is None  # no target in its dump
     assert summary["missing"] == ["gone seed 0: runs/gone-s0"]
     table = separation_table(summary)
-    assert "| `oracle` | 2 | 1.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 |" in table
-    assert "| `backwards` | 1 | 0.500 | 2.000 | 0.000 |" in table
+    assert "| `oracle` | 2 | 1.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 | - |" in table
+    assert "| `backwards` | 1 | 0.500 | 2.000 | 0.000 | 0.500 |" in table
 
 
 def test_main_writes_the_summary_and_refuses_a_bench_without_altered_rows(tmp_path, capsys):

@@ -10,7 +10,8 @@ here, after training (the selector never sees it), and the row gets, per seed:
 
 - the mean weight of the clean and of the altered instances,
 - AUC = P(weight of a clean instance > weight of an altered one), ties counting half:
-  1.0 is the oracle's separation, 0.5 none (uniform weights), below 0.5 the wrong way.
+  1.0 is the oracle's separation, 0.5 none (uniform weights), below 0.5 the wrong way;
+- for `coop`, the same AUC of the trust target its weights are trained toward.
 
 It writes OUTPUT_DIR/altered_weights.json; `benchmarks/results_table.py altered` renders
 it. Which instance of an image a dump line is: its position among the image's lines,
@@ -66,22 +67,33 @@ def last_dump(run_dir: Path) -> Path | None:
 
 
 def dump_separation(dump: Path, corruption: TeacherCorruption) -> dict[str, Any]:
-    """Mean weights of the clean and altered instances of one dump, and their AUC."""
+    """Mean weights of the clean and altered instances of one dump and their AUC, and
+    the same of coop's trust target where the dump has one."""
     rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
     image_ids = [int(r["image_id"]) for r in rows]
     flags = [
         corruption.is_altered(image_id, index)
         for image_id, index in zip(image_ids, instance_indices(image_ids), strict=True)
     ]
-    clean = [float(r["weight"]) for r, altered in zip(rows, flags, strict=True) if not altered]
-    altered = [float(r["weight"]) for r, flag in zip(rows, flags, strict=True) if flag]
+    summary: dict[str, Any] = {"epoch": int(dump.stem.split("_")[1])}
+    summary.update(split_by_flag([float(r["weight"]) for r in rows], flags, ""))
+    summary["clean"] = sum(not flag for flag in flags)
+    summary["altered"] = sum(flags)
+    if rows and all("target" in r for r in rows):
+        summary.update(split_by_flag([float(r["target"]) for r in rows], flags, "target_"))
+    else:
+        summary["target_auc"] = None
+    return summary
+
+
+def split_by_flag(values: list[float], flags: list[bool], prefix: str) -> dict[str, Any]:
+    """{prefix}clean_mean, {prefix}altered_mean and {prefix}auc of values split by flag."""
+    clean = [v for v, flag in zip(values, flags, strict=True) if not flag]
+    altered = [v for v, flag in zip(values, flags, strict=True) if flag]
     return {
-        "epoch": int(dump.stem.split("_")[1]),
-        "clean": len(clean),
-        "altered": len(altered),
-        "clean_mean": statistics.fmean(clean) if clean else None,
-        "altered_mean": statistics.fmean(altered) if altered else None,
-        "auc": separation_auc(clean, altered),
+        f"{prefix}clean_mean": statistics.fmean(clean) if clean else None,
+        f"{prefix}altered_mean": statistics.fmean(altered) if altered else None,
+        f"{prefix}auc": separation_auc(clean, altered),
     }
 
 
@@ -114,12 +126,13 @@ def separation_table(summary: dict[str, Any]) -> str:
     """Markdown: per row, the mean over seeds (± std) of each side's mean weight and of
     the AUC."""
     lines = [
-        "| row | seeds | mean weight, clean | mean weight, altered | AUC (clean > altered) |",
-        "| --- | --- | --- | --- | --- |",
+        "| row | seeds | mean weight, clean | mean weight, altered | AUC (clean > altered) "
+        "| AUC of its target |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for method, per_seed in summary["rows"].items():
         cells = []
-        for field in ("clean_mean", "altered_mean", "auc"):
+        for field in ("clean_mean", "altered_mean", "auc", "target_auc"):
             s = summarize(seed[field] for seed in per_seed.values())
             cells.append("-" if s is None else _mean_std(s.mean, s.std))
         lines.append(f"| `{method}` | {len(per_seed)} | {' | '.join(cells)} |")
@@ -144,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary["missing"]:
         print(f"run folder gone, skipped: {line}")
     path = args.output_dir / OUTPUT_FILE
-    write_text_atomic(path, json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(summary, indent=1) + "\n")  # rows in bench order
     for method, per_seed in summary["rows"].items():
         aucs = [s["auc"] for s in per_seed.values() if s["auc"] is not None]
         print(f"{method}: AUC {statistics.fmean(aucs):.3f} over {len(aucs)} seeds")
