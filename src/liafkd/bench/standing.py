@@ -1,7 +1,6 @@
 """Where LIAF-KD stands on the ranking benches, read from their committed results.
 
-The row of the shipped default against `none`, `fgd`, `liaf-joint` (a learnt weighting)
-and `crosskd`, paired by seed, with the bench's validity verdict: the
+The row of the shipped default against `none`, `fgd`, `aid` and `crosskd`, paired by seed, with the bench's validity verdict: the
 sentence `liafkd demo` closes with, so that the demo states what the bench measured
 instead of a figure written into the code.
 """
@@ -15,11 +14,12 @@ from liafkd.bench.report import fmt_delta, fmt_p, validity_checks, validity_stat
 from liafkd.bench.results import RESULTS_FILE, load_results
 from liafkd.bench.stats import paired_delta, summarize
 
-RANKING_BENCHES = ("cpu-synthetic-v2", "cpu-bccd-v2")
+# cpu-bccd-rank: cpu-bccd-v2's ranking rows on 5 seeds from one teacher
+RANKING_BENCHES = ("cpu-synthetic-v2", "cpu-bccd-rank")
 # the shipped default (uniform instance weights, frozen on cpu-synthetic-v2-tune) is
 # this row of each ranking bench
 DEFAULT_ROW = "liaf-uniform"
-RIVALS = ("none", "fgd", "liaf-joint", "crosskd")
+RIVALS = ("none", "fgd", "aid", "crosskd")
 VALIDITY = {
     "pending": "its validity check not decided yet",
     "holds": "its validity check holds",
@@ -70,10 +70,16 @@ def liaf_standing(folder: Path, row: str = DEFAULT_ROW) -> str:
 # rivals beside LIAF-KD, then its learnt weightings
 TABLE_ROWS = (
     "fgd", "aid", "crosskd", "fgd+crosskd", DEFAULT_ROW, "liaf+crosskd",
-    "fgd+inherit", "liaf+inherit", "liaf-joint", "liaf-meta",
+    "fgd+inherit", "liaf+inherit", "liaf-coop", "liaf-joint",
 )  # fmt: skip
 # LIAF-KD against the control that differs from it only in the feature term
-CONTROLS = ((DEFAULT_ROW, "fgd"), ("liaf+crosskd", "fgd+crosskd"), ("liaf+inherit", "fgd+inherit"))
+# and the learnt selector against uniform weights
+CONTROLS = (
+    (DEFAULT_ROW, "fgd"),
+    ("liaf+crosskd", "fgd+crosskd"),
+    ("liaf+inherit", "fgd+inherit"),
+    ("liaf-coop", DEFAULT_ROW),
+)
 
 
 def _ap_cell(values: dict[int, float | None]) -> str:
