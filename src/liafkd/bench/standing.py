@@ -1,8 +1,8 @@
 """Where LIAF-KD stands on the ranking benches, read from their committed results.
 
-The row of the shipped default against `none`, `fgd`, `aid` and `crosskd`, paired by seed, with the bench's validity verdict: the
-sentence `liafkd demo` closes with, so that the demo states what the bench measured
-instead of a figure written into the code.
+The row of the shipped default against `none`, `fgd`, `aid` and `crosskd`, paired by
+seed, with the bench's validity verdict: the sentence `liafkd demo` closes with, so
+that the demo states what the bench measured instead of a figure written into the code.
 """
 
 from __future__ import annotations
