@@ -28,7 +28,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from liafkd.bench.report import fmt_summary
 from liafkd.bench.results import load_results
+from liafkd.bench.runner import last_instance_dump
 from liafkd.bench.stats import summarize
 from liafkd.distill.corruption import TeacherCorruption
 from liafkd.outputs import write_text_atomic
@@ -59,23 +61,17 @@ def separation_auc(clean: list[float], altered: list[float]) -> float | None:
     return wins / (len(clean) * len(altered))
 
 
-def last_dump(run_dir: Path) -> Path | None:
-    dumps = sorted(
-        (run_dir / "instances").glob("epoch_*.jsonl"), key=lambda p: int(p.stem.split("_")[1])
-    )
-    return dumps[-1] if dumps else None
-
-
-def dump_separation(dump: Path, corruption: TeacherCorruption) -> dict[str, Any]:
+def dump_separation(
+    epoch: int, rows: list[dict[str, Any]], corruption: TeacherCorruption
+) -> dict[str, Any]:
     """Mean weights of the clean and altered instances of one dump and their AUC, and
     the same of coop's trust target where the dump has one."""
-    rows = [json.loads(line) for line in dump.read_text().splitlines() if line.strip()]
     image_ids = [int(r["image_id"]) for r in rows]
     flags = [
         corruption.is_altered(image_id, index)
         for image_id, index in zip(image_ids, instance_indices(image_ids), strict=True)
     ]
-    summary: dict[str, Any] = {"epoch": int(dump.stem.split("_")[1])}
+    summary: dict[str, Any] = {"epoch": epoch}
     summary.update(split_by_flag([float(r["weight"]) for r in rows], flags, ""))
     summary["clean"] = sum(not flag for flag in flags)
     summary["altered"] = sum(flags)
@@ -113,12 +109,12 @@ def altered_weights(output_dir: Path, runs_root: Path = Path(".")) -> dict[str, 
                 if not run_dir.is_dir():
                     missing.append(f"{method} seed {seed}: {run['run_dir']}")
                     continue
-                dump = last_dump(run_dir)
-                if dump is None:  # no learnt weights to dump (uniform, FGD, AID)
+                dump = last_instance_dump(run_dir)
+                if dump is None:  # no learnt weights to dump (uniform weights, the clean teacher)
                     continue
                 corruption = TeacherCorruption(**options["teacher_corruption"])
                 per_seed = rows.setdefault(method, {})
-                per_seed[str(seed)] = dump_separation(dump, corruption)
+                per_seed[str(seed)] = dump_separation(*dump, corruption)
     return {"bench": results.name, "rows": rows, "missing": missing}
 
 
@@ -133,14 +129,9 @@ def separation_table(summary: dict[str, Any]) -> str:
     for method, per_seed in summary["rows"].items():
         cells = []
         for field in ("clean_mean", "altered_mean", "auc", "target_auc"):
-            s = summarize(seed[field] for seed in per_seed.values())
-            cells.append("-" if s is None else _mean_std(s.mean, s.std))
+            cells.append(fmt_summary(summarize(seed[field] for seed in per_seed.values()), 3))
         lines.append(f"| `{method}` | {len(per_seed)} | {' | '.join(cells)} |")
     return "\n".join(lines)
-
-
-def _mean_std(mean: float, std: float | None) -> str:
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -364,23 +364,31 @@ def training_timings(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def instance_weight_summary(run_dir: Path) -> dict[str, Any] | None:
-    """Weights of the last epoch's instance dump, binned by size and by occlusion level,
-    as counts, sums and sums of squares (so seeds pool exactly)."""
+def last_instance_dump(run_dir: Path) -> tuple[int, list[dict[str, Any]]] | None:
+    """(epoch, rows) of a run's last per-instance weight dump (instances/epoch_N.jsonl);
+    None when the run dumped none (no learnt weights)."""
     dumps = sorted(
         (run_dir / "instances").glob("epoch_*.jsonl"), key=lambda p: int(p.stem.split("_")[1])
     )
     if not dumps:
         return None
     rows = [json.loads(line) for line in dumps[-1].read_text().splitlines() if line.strip()]
-    if not rows:
+    return int(dumps[-1].stem.split("_")[1]), rows
+
+
+def instance_weight_summary(run_dir: Path) -> dict[str, Any] | None:
+    """Weights of the last epoch's instance dump, binned by size and by occlusion level,
+    as counts, sums and sums of squares (so seeds pool exactly)."""
+    dump = last_instance_dump(run_dir)
+    if dump is None or not dump[1]:
         return None
+    epoch, rows = dump
     by_size = {}
     for lo, hi in zip(SIZE_BIN_EDGES[:-1], SIZE_BIN_EDGES[1:], strict=True):
         weights = [r["weight"] for r in rows if lo <= r["size"] < hi]
         by_size[f"{lo:g}-{hi:g}"] = _moments(weights)
     summary: dict[str, Any] = {
-        "epoch": int(dumps[-1].stem.split("_")[1]),
+        "epoch": epoch,
         "all": _moments([r["weight"] for r in rows]),
         "by_size": by_size,
     }
