@@ -60,10 +60,10 @@ def _liaf_method(cfg: DistillConfig, channels: int, num_levels: int) -> LIAF:
         coop = cfg.liaf.selector.coop.model_dump()
         return _liaf(cfg.liaf, channels, num_levels, None, kind=CoopLIAF, **coop)
     if objective == "oracle":
-        corruption = TeacherCorruption(**cfg.teacher_corruption.model_dump())
-        skip_seed = cfg.liaf.selector.oracle_skip_seed
-        if skip_seed is not None:  # the control: a share of the same size, not chosen
-            corruption = TeacherCorruption(corruption.fraction, skip_seed, corruption.strength)
+        skipped = cfg.teacher_corruption.model_dump()
+        if cfg.liaf.selector.oracle_skip_seed is not None:  # the control: as many, not chosen
+            skipped["seed"] = cfg.liaf.selector.oracle_skip_seed
+        corruption = TeacherCorruption(**skipped)
         return _liaf(cfg.liaf, channels, num_levels, None, kind=OracleLIAF, corruption=corruption)
     return _liaf(cfg.liaf, channels, num_levels, None)
 
