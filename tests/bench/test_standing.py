@@ -27,7 +27,8 @@ def test_standing_without_a_liaf_row_says_so(fake_bench):
 
 def test_standing_table_pairs_each_row_with_none(fake_bench, tmp_path):
     """The fabricated default row - none per seed: 1.0, 1.5, 1.5, so +1.33 with the 95%
-    t-interval 1.33 ± 4.303 * 0.289 / sqrt(3) = [+0.62, +2.05]; rows not run are `-`."""
+    t-interval 1.33 ± 4.303 * 0.289 / sqrt(3) = [+0.62, +2.05]; rows no bench ran are left
+    out."""
     path = fake_bench / "results.jsonl"
     records = [
         {**r, "method": DEFAULT_ROW} if r.get("method") == "liaf" else r for r in read_results(path)
@@ -40,7 +41,8 @@ def test_standing_table_pairs_each_row_with_none(fake_bench, tmp_path):
         f"| `{DEFAULT_ROW}` (LIAF-KD, shipped default) | 42.0 ± 1.0 | +1.33 [+0.62, +2.05] |"
         in lines
     )
-    assert "| `fgd` | - | - |" in lines
+    assert not any(line.startswith("| `fgd` |") for line in lines)
     assert f"| `{DEFAULT_ROW}` − `fgd` |  | - |" in lines
+    assert not any(line.startswith("| `liaf-coop` − ") for line in lines)
     link = os.path.relpath(fake_bench / "report.md", tmp_path)
     assert f"[fake]({link}): 3 seeds, no validity check." in lines[-1]

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from liafkd.bench.report import fmt_delta, fmt_p, validity_checks, validity_state
-from liafkd.bench.results import RESULTS_FILE, load_results
+from liafkd.bench.results import RESULTS_FILE, BenchResults, load_results
 from liafkd.bench.stats import paired_delta, summarize
 
 # cpu-bccd-rank: cpu-bccd-v2's ranking rows on 5 seeds from one teacher
@@ -89,10 +89,20 @@ def _ap_cell(values: dict[int, float | None]) -> str:
     return f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
 
 
+def _rows_run(benches: list[BenchResults], methods: tuple[str, ...]) -> list[str]:
+    """The methods at least one bench ran; a row no bench ran would be all `-`."""
+    return [
+        method
+        for method in methods
+        if any(results.values(results.datasets()[0], method, "AP") for results in benches)
+    ]
+
+
 def standing_table(folders: list[Path], page_dir: Path) -> str:
     """One Markdown table over the ranking benches: per bench each row's AP (mean ± std
     over seeds) and its difference to `none` paired by seed, then LIAF-KD against its
-    FGD controls; a row a bench did not run is `-`. Links resolve from `page_dir`."""
+    FGD controls; a row a bench did not run is `-`, a row none ran is left out. Links
+    resolve from `page_dir`."""
     benches = [load_results(folder) for folder in folders]
     header = ["method"]
     for results in benches:
@@ -107,7 +117,7 @@ def standing_table(folders: list[Path], page_dir: Path) -> str:
         dataset = results.datasets()[0]
         none_cells += [_ap_cell(results.values(dataset, "none", "AP")), ""]
     row("`none` (the student alone)", none_cells)
-    for method in TABLE_ROWS:
+    for method in _rows_run(benches, TABLE_ROWS):
         cells = []
         for results in benches:
             dataset = results.datasets()[0]
@@ -117,6 +127,8 @@ def standing_table(folders: list[Path], page_dir: Path) -> str:
         label = f"`{method}`" + (" (LIAF-KD, shipped default)" if method == DEFAULT_ROW else "")
         row(label, cells)
     for method, control in CONTROLS:
+        if method not in _rows_run(benches, (method,)):
+            continue
         cells = []
         for results in benches:
             dataset = results.datasets()[0]
