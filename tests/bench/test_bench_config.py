@@ -44,6 +44,7 @@ LIVE = {
     "cpu-smoke",
     "cpu-synthetic-v2",
     "cpu-synthetic-v2-tune",
+    "cpu-synthetic-v2-tune-coop",
     "cpu-synthetic-rank",
     "cpu-bccd-v2",
     "cpu-bccd-rank",
