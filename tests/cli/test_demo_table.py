@@ -29,7 +29,7 @@ def test_closing_says_what_was_seen_and_what_to_run_next():
     text = closing(ROWS, wall_time_s=150.0)
     assert "in 2.5 min: LIAF-KD moved its AP by -3.0 points" in text  # 3.7 - 6.7
     assert "Next, distil your own detector on your own data" in text
-    assert "liafkd bench cpu-synthetic-v2" in text
+    assert "liafkd bench cpu-synthetic-rank" in text
     assert len([s for s in text.split(". ") if s]) == 2  # two sentences
 
 
@@ -38,7 +38,7 @@ def test_table_closes_with_the_default_and_the_ranking_bench():
 
     standing = ranking_standing()
     assert "LIAF-KD ran its shipped default, chosen on a tuning split: " in standing
-    assert "ranking bench cpu-synthetic-v2" in standing
+    assert "ranking bench cpu-synthetic-rank" in standing
     assert "ranking bench cpu-bccd-rank" in standing
     text = format_rows(ROWS, val_images=50, epochs=8, standing=standing)
     assert " ".join(standing.split()) in " ".join(text.split())

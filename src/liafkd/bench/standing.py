@@ -14,8 +14,9 @@ from liafkd.bench.report import fmt_delta, fmt_p, validity_checks, validity_stat
 from liafkd.bench.results import RESULTS_FILE, BenchResults, load_results
 from liafkd.bench.stats import paired_delta, summarize
 
-# cpu-bccd-rank: cpu-bccd-v2's ranking rows on 5 seeds from one teacher
-RANKING_BENCHES = ("cpu-synthetic-v2", "cpu-bccd-rank")
+# cpu-synthetic-rank and cpu-bccd-rank: the v2 benches' ranking rows on 5 paired seeds,
+# each from one committed teacher
+RANKING_BENCHES = ("cpu-synthetic-rank", "cpu-bccd-rank")
 # the shipped default (uniform instance weights, frozen on cpu-synthetic-v2-tune) is
 # this row of each ranking bench
 DEFAULT_ROW = "liaf-uniform"

@@ -113,8 +113,8 @@ def closing(rows: list[dict[str, Any]], wall_time_s: float) -> str:
         seen += " (compare.png shows them side by side)."
     return seen + (
         ' Next, distil your own detector on your own data (README, "Your own data": '
-        "`liafkd data check`, then `liafkd distill`), or rank methods over 3 seeds with "
-        "the benches (`liafkd bench cpu-synthetic-v2 --estimate`)."
+        "`liafkd data check`, then `liafkd distill`), or rank methods over 5 paired seeds "
+        "with the benches (`liafkd bench cpu-synthetic-rank --estimate`)."
     )
 
 
