@@ -118,7 +118,8 @@ def standing_table(folders: list[Path], page_dir: Path) -> str:
         dataset = results.datasets()[0]
         none_cells += [_ap_cell(results.values(dataset, "none", "AP")), ""]
     row("`none` (the student alone)", none_cells)
-    for method in _rows_run(benches, TABLE_ROWS):
+    shown = _rows_run(benches, TABLE_ROWS)
+    for method in shown:
         cells = []
         for results in benches:
             dataset = results.datasets()[0]
@@ -128,7 +129,7 @@ def standing_table(folders: list[Path], page_dir: Path) -> str:
         label = f"`{method}`" + (" (LIAF-KD, shipped default)" if method == DEFAULT_ROW else "")
         row(label, cells)
     for method, control in CONTROLS:
-        if method not in _rows_run(benches, (method,)):
+        if method not in shown:
             continue
         cells = []
         for results in benches:
